@@ -1,0 +1,71 @@
+// swift-tools-version: 6.0
+import PackageDescription
+
+let package = Package(
+    name: "mt-agent",
+    platforms: [.macOS(.v13)],
+    products: [
+        .executable(name: "mt-agent", targets: ["mt-agent"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // Entry point only: everything it does lives in MTAgentCLI.
+        .executableTarget(
+            name: "mt-agent",
+            dependencies: ["MTAgentCLI"]
+        ),
+        // One file per subcommand: parse, call the core, render text or JSON.
+        .target(
+            name: "MTAgentCLI",
+            dependencies: [
+                "MTAgentCore",
+                "MTAgentLinux",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        // Sendable value types and rules; no I/O.
+        .target(name: "MTAgentCore"),
+        // The system: libudev, libblkid, sysfs/procfs readers, block-device ioctls.
+        // The only module that imports C.
+        .target(
+            name: "MTAgentLinux",
+            dependencies: [
+                "MTAgentCore",
+                "CUdev",
+                "CBlkid",
+                "CMTShim",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .systemLibrary(
+            name: "CUdev",
+            pkgConfig: "libudev",
+            providers: [.apt(["libudev-dev"]), .yum(["systemd-devel"])]
+        ),
+        .systemLibrary(
+            name: "CBlkid",
+            pkgConfig: "blkid",
+            providers: [.apt(["libblkid-dev"]), .yum(["libblkid-devel"])]
+        ),
+        // Macros Swift cannot import (ioctl request numbers) wrapped as functions.
+        .target(name: "CMTShim"),
+
+        .testTarget(name: "MTAgentCoreTests", dependencies: ["MTAgentCore"]),
+        .testTarget(
+            name: "MTAgentLinuxTests",
+            dependencies: ["MTAgentLinux", "MTAgentCore"],
+            resources: [.copy("Fixtures")]
+        ),
+        .testTarget(
+            name: "EndToEndTests",
+            dependencies: ["MTAgentCore"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

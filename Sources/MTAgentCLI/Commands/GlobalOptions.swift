@@ -1,0 +1,29 @@
+import ArgumentParser
+import Logging
+
+/// Options every command that reads the system takes.
+struct SystemOptions: ParsableArguments {
+    @Option(
+        name: .long,
+        help: ArgumentHelp(
+            "Read the machine from this directory instead of / (a tree made by 'mt-agent collect').",
+            valueName: "dir"))
+    var root: String = "/"
+
+    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    var logLevel: Logger.Level = .warning
+
+    /// Logs go to stderr so stdout stays clean for tables and JSON.
+    func makeLogger() -> Logger {
+        var logger = Logger(label: "mt-agent") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = logLevel
+        return logger
+    }
+}
+
+struct OutputOptions: ParsableArguments {
+    @Flag(name: .long, help: "Print machine-readable JSON instead of a table.")
+    var json = false
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,184 @@
+import Glibc
+import Logging
+import MTAgentCore
+
+/// Builds the inventory of a machine: enumerate, read each disk's sysfs attributes, probe
+/// filesystems, join mounts/swaps/holders, assign roles. Every side effect comes in through the
+/// injected `files`, `enumerator` and `prober`.
+public struct Discovery: Sendable {
+    public let files: SystemFiles
+    public let enumerator: BlockDeviceEnumerating
+    public let prober: FilesystemProbing
+    public let logger: Logger
+
+    public init(files: SystemFiles, enumerator: BlockDeviceEnumerating, prober: FilesystemProbing, logger: Logger) {
+        self.files = files
+        self.enumerator = enumerator
+        self.prober = prober
+        self.logger = logger
+    }
+
+    /// The ordinary wiring: libudev + libblkid on the live machine; sysfs + libblkid on a `--root` tree.
+    public static func forRoot(_ root: String, logger: Logger) -> Discovery {
+        let files = RootedFiles(root: root)
+        let enumerator: BlockDeviceEnumerating = files.root == "/" ? UdevEnumerator() : SysfsEnumerator(files: files)
+        return Discovery(files: files, enumerator: enumerator, prober: BlkidProber(), logger: logger)
+    }
+
+    public func inventory() throws -> Inventory {
+        if files.root != "/" {
+            for required in ["/sys/class/block", "/proc"] where !files.exists(required) {
+                throw DiscoveryError.notASystemTree(root: files.root, reason: "\(files.hostPath(required)) is missing")
+            }
+        }
+        let entries = try enumerator.enumerate()
+        let reader = DiskReader(files: files)
+        var warnings: [String] = []
+
+        var partitionsByDisk: [String: [Partition]] = [:]
+        var disks: [Disk] = []
+        for entry in entries {
+            if entry.isPartition {
+                guard let parent = entry.parent, var part = reader.partition(entry) else {
+                    vanished(entry)
+                    continue
+                }
+                probe(entry.name, into: &part, warnings: &warnings)
+                partitionsByDisk[parent, default: []].append(part)
+            } else {
+                guard var disk = reader.disk(entry) else {
+                    vanished(entry)
+                    continue
+                }
+                // Unattached loop devices and empty ram disks have no content worth listing.
+                if disk.sizeBytes == 0 && [.loop, .ram, .zram].contains(disk.transport) { continue }
+                probe(entry.name, into: &disk, warnings: &warnings)
+                disks.append(disk)
+            }
+        }
+
+        let mounts = readMounts(&warnings)
+        let swaps = readSwaps(disks: disks, &warnings)
+        disks = disks.map { disk in
+            var disk = disk
+            disk.partitions = (partitionsByDisk[disk.name] ?? [])
+                .sorted { ($0.number ?? 0, $0.name) < ($1.number ?? 0, $1.name) }
+                .map { part in
+                    var part = part
+                    part.mountpoints = mounts.points(devno: part.devno, name: part.name)
+                    part.swap = swaps.contains(part.name)
+                    return part
+                }
+            disk.mountpoints = mounts.points(devno: disk.devno, name: disk.name)
+            disk.swap = swaps.contains(disk.name)
+            return disk
+        }
+        disks = RoleRules.assignRoles(disks).sorted(by: Self.naturalOrder)
+        return Inventory(host: HostReader(files: files).host(source: enumerator.source), disks: disks, warnings: warnings)
+    }
+
+    private func vanished(_ entry: BlockDeviceEntry) {
+        logger.warning("block device disappeared during enumeration; skipped", metadata: ["disk.name": "\(entry.name)"])
+    }
+
+    private func probePath(_ name: String) -> String? {
+        let devnode = "/dev/" + name.split(separator: "!").joined(separator: "/")
+        if files.root == "/" { return devnode }
+        return files.exists(devnode) ? files.hostPath(devnode) : nil
+    }
+
+    private func probe(_ name: String, into disk: inout Disk, warnings: inout [String]) {
+        guard let path = probePath(name) else { return }
+        switch prober.probe(path: path) {
+        case .success(let r):
+            disk.fsType = r.fsType
+            disk.uuid = r.uuid
+            disk.label = r.label
+            disk.usage = r.usage
+            disk.partitionTable = r.partitionTable
+        case .failure(let error):
+            record(error, name: name, warnings: &warnings, diskWarnings: &disk.warnings)
+        }
+    }
+
+    private func probe(_ name: String, into part: inout Partition, warnings: inout [String]) {
+        guard let path = probePath(name) else { return }
+        switch prober.probe(path: path) {
+        case .success(let r):
+            part.fsType = r.fsType
+            part.uuid = r.uuid
+            part.label = r.label
+            part.usage = r.usage
+            part.partUUID = r.partUUID
+            part.partLabel = r.partLabel
+        case .failure(let error):
+            var ignored: [String] = []
+            record(error, name: name, warnings: &warnings, diskWarnings: &ignored)
+        }
+    }
+
+    private func record(_ error: ProbeError, name: String, warnings: inout [String], diskWarnings: inout [String]) {
+        if case .permissionDenied = error, geteuid() != 0 {
+            let line = "filesystem details (fsType, uuid, label) need root to open block devices: run mt-agent as root"
+            if !warnings.contains(line) { warnings.append(line) }
+        } else if case .cannotOpen(_, let e) = error, e == 123 /* ENOMEDIUM: empty CD drive */ {
+            return
+        } else {
+            diskWarnings.append("\(name): \(error)")
+            logger.debug("blkid probe failed", metadata: ["disk.name": "\(name)", "error": "\(error)"])
+        }
+    }
+
+    private struct Mounts {
+        var byDevno: [String: [String]] = [:]
+        var bySourceName: [String: [String]] = [:]
+
+        /// btrfs and other multi-device filesystems report an anonymous 0:N device number, so
+        /// those are matched by their mount source instead.
+        func points(devno: String, name: String) -> [String] {
+            (byDevno[devno] ?? bySourceName[name] ?? []).sorted()
+        }
+    }
+
+    private func readMounts(_ warnings: inout [String]) -> Mounts {
+        guard let text = files.text("/proc/self/mountinfo") else {
+            warnings.append("cannot read /proc/self/mountinfo: mount points are not shown")
+            return Mounts()
+        }
+        var mounts = Mounts()
+        for entry in MountInfo.parse(text) {
+            if entry.devno.hasPrefix("0:") {
+                if entry.source.hasPrefix("/dev/") {
+                    mounts.bySourceName[Paths.basename(entry.source), default: []].append(entry.mountPoint)
+                }
+            } else {
+                mounts.byDevno[entry.devno, default: []].append(entry.mountPoint)
+            }
+        }
+        return mounts
+    }
+
+    /// Names of the block devices in use as swap (`/dev/sda2`, `/dev/dm-1`, `/dev/mapper/vg-swap`).
+    private func readSwaps(disks: [Disk], _ warnings: inout [String]) -> Set<String> {
+        guard let text = files.text("/proc/swaps") else {
+            warnings.append("cannot read /proc/swaps: swap devices are not shown")
+            return []
+        }
+        let dmNames = Dictionary(disks.compactMap { d in d.dmName.map { ($0, d.name) } }, uniquingKeysWith: { a, _ in a })
+        return Set(
+            Swaps.parse(text).filter { $0.type == "partition" }.compactMap { swap in
+                let name = Paths.basename(swap.filename)
+                return swap.filename.hasPrefix("/dev/mapper/") ? dmNames[name] : name
+            })
+    }
+
+    /// SCSI disks first, then virtio, NVMe, …; within a family sda…sdz before sdaa, nvme0n2 before nvme0n10.
+    static func naturalOrder(_ a: Disk, _ b: Disk) -> Bool {
+        let families = ["sd", "vd", "xvd", "hd", "nvme", "sr", "dm-", "md", "loop", "zram", "ram"]
+        func key(_ s: String) -> (Int, Int, String) {
+            let family = families.firstIndex { s.hasPrefix($0) } ?? families.count
+            return (family, s.count, s)
+        }
+        return key(a.name) < key(b.name)
+    }
+}

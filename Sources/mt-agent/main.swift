@@ -1,0 +1,3 @@
+import MTAgentCLI
+
+MTAgent.main()
