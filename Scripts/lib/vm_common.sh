@@ -97,7 +97,7 @@ vm_kernel() {
             './boot/vmlinuz-*' "$m/modules.*" \
             "$m/kernel/drivers/scsi/*" "$m/kernel/drivers/message/*" "$m/kernel/drivers/target/*" \
             "$m/kernel/drivers/md/*" "$m/kernel/drivers/nvme/*" "$m/kernel/drivers/block/*" \
-            "$m/kernel/drivers/virtio/*" "$m/kernel/crypto/*" "$m/kernel/lib/*" \
+            "$m/kernel/drivers/virtio/*" "$m/kernel/block/*" "$m/kernel/crypto/*" "$m/kernel/lib/*" \
             "$m/kernel/fs/configfs/*" "$m/kernel/fs/ext4/*" "$m/kernel/fs/jbd2/*" "$m/kernel/fs/mbcache.ko*" \
             || vm_die "unpacking $deb failed"
         VM_KVER=$(ls "$VM_KROOT/lib/modules")
@@ -146,9 +146,17 @@ vm_initramfs() {
 
     # Modules in dependency order, each once.
     mods=$(for m in sd_mod vmw_pvscsi mptsas virtio_pci virtio_scsi virtio_blk nvme configfs \
-                    target_core_mod tcm_loop dm-mod dm-multipath dm-round-robin ext4; do
+                    target_core_mod tcm_loop nvmet nvmet-tcp nvme-tcp dm-mod dm-multipath dm-round-robin ext4; do
                modprobe -d "$VM_KROOT" -S "$VM_KVER" --show-depends "$m" || vm_die "no module $m in $VM_KVER"
            done | awk '$1 == "insmod" && !seen[$2]++ {print $2}')
+    # A dependency outside the unpacked part of the tree would be dropped silently by --show-depends.
+    local names dep
+    names=" $(for m in $mods; do basename "$m" .ko | tr _ -; done | tr '\n' ' ') "
+    for m in $mods; do
+        for dep in $(modinfo -F depends "$m" | tr ',' ' '); do
+            case "$names" in *" ${dep//_/-} "*) ;; *) vm_die "$(basename "$m") needs $dep, not unpacked (see vm_kernel)" ;; esac
+        done
+    done
     : > "$stage/mt/modules"
     for m in $mods; do
         local rel=${m#"$VM_KROOT"}

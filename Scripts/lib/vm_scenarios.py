@@ -68,20 +68,8 @@ class Disk:
     expect_vendor: Optional[str] = None
     expect_model: Optional[str] = None
     scsi: bool = True
-
-
-@dataclass
-class GuestLUN:
-    """A disk created inside the guest (LIO tcm_loop over a ramdisk backstore)."""
-
-    key: str
-    size_mib: int
-    company_id: str
-    unit_serial: str
-    vendor: str = "LIO-ORG"
-    product: str = "RAMDISK-MCP"
-    expect_wwid: str = ""
-    expect_designators: list = field(default_factory=list)
+    guest: bool = False  # made inside the guest by the scenario's setup (LIO, NVMe/TCP), not by qemu
+    expect_nvme: Optional[dict] = None  # NVMe namespace identities: {"nguid":…, "uuid":…, "eui64":…}
 
 
 @dataclass
@@ -91,7 +79,6 @@ class Scenario:
     smbios: list
     controllers: list  # (qemu device, id)
     disks: list
-    guest_luns: list = field(default_factory=list)
     guest_setup: str = ""
     expect_hypervisor: tuple = ("vmware",)
     # enable-uuid: "fail" with exactly these disk keys as subjects, or "pass".
@@ -121,11 +108,11 @@ def vm_disk(key, bus, size_mib, scsi_id, wwn=None, serial=None, device_id="", dr
 
 # -- the in-guest LIO LUN: 16-byte NAA-6 with VMware's company id, and a T10 vendor designator ------------
 LIO_SERIAL = "4a8e7b1f3c5d6e7f8091a2b3c4d5e6f7"
-LIO_NAA = "6000c29" + "4a8e7b1f3c5d6e7f8091a2b3c"  # LIO: 6 + company_id + serial's hex digits (25)
-LIO_LUN = GuestLUN(
-    key="lio-naa16", size_mib=8, company_id="0x000c29", unit_serial=LIO_SERIAL,
-    expect_wwid="3" + LIO_NAA,
-    expect_designators=[("naa", LIO_NAA, "lun"), ("t10", "LIO-ORG " + LIO_SERIAL, "lun")],
+LIO_NAA = "6000c29" + LIO_SERIAL[:25]  # LIO: 6 + company_id + the serial's first 25 hex digits
+LIO_LUN = Disk(
+    key="lio-naa16", bus="tcm_loop", size_mib=8, guest=True, expect_driver="tcm_loop",
+    expect_wwid="3" + LIO_NAA, expect_serial=LIO_SERIAL, expect_vendor="LIO-ORG", expect_model="RAMDISK-MCP",
+    expect_designators=[("naa", LIO_NAA, "lun"), ("t10", "LIO-ORG RAMDISK-MCP:" + LIO_SERIAL, "lun")],
 )
 
 LIO_SETUP = r"""
@@ -145,6 +132,32 @@ mt_lio_lun() {  # name pages company_id serial
 """
 
 
+NVMET_NGUID = "5a1c0ffee0d15ea5e0000000000000a1"
+NVMET_UUID = "9d6f1c2a-3b4e-4f50-8a61-72b3c4d5e6f7"
+NVMET_SETUP = r"""
+ip link set lo up
+C=/sys/kernel/config/nvmet
+S=$C/subsystems/nqn.2024-01.io.mt-agent:vm
+mkdir $S
+echo 1 > $S/attr_allow_any_host
+echo MTNVMET0001 > $S/attr_serial
+echo "mt-agent nvmet" > $S/attr_model
+mkdir $S/namespaces/1
+dd if=/dev/zero of=/tmp/nvmet-ns1.img bs=1M count=20 2>/dev/null
+echo /tmp/nvmet-ns1.img > $S/namespaces/1/device_path
+echo %s > $S/namespaces/1/device_nguid
+echo %s > $S/namespaces/1/device_uuid
+echo 1 > $S/namespaces/1/enable
+mkdir $C/ports/1
+echo tcp > $C/ports/1/addr_trtype
+echo ipv4 > $C/ports/1/addr_adrfam
+echo 127.0.0.1 > $C/ports/1/addr_traddr
+echo 4420 > $C/ports/1/addr_trsvcid
+ln -s $S $C/ports/1/subsystems/
+echo "transport=tcp,traddr=127.0.0.1,trsvcid=4420,nqn=nqn.2024-01.io.mt-agent:vm" > /dev/nvme-fabrics
+""" % (NVMET_NGUID, NVMET_UUID)
+
+
 def scenarios():
     out = []
 
@@ -155,6 +168,7 @@ def scenarios():
         smbios=VMWARE_SMBIOS,
         controllers=[("pvscsi", "pvscsi0")],
         disks=[
+            LIO_LUN,
             vm_disk("uuid-on", "pvscsi0", 64, 0, wwn=0x6000c29a1b2c3d4e,
                     serial="6000c29a1b2c3d4e5f60718293a4b5c6",
                     fs=Filesystem(label="retention", uuid="0b9a3f52-7c1e-4d6a-9e0f-3a5b7c9d1e2f",
@@ -163,8 +177,7 @@ def scenarios():
                     serial="6000c29f0e1d2c3b4a59687766554433", device_id=None),
             vm_disk("uuid-off", "pvscsi0", 48, 2),
         ],
-        guest_luns=[LIO_LUN],
-        guest_setup=LIO_SETUP + "mt_lio_lun lun0 2048 %s %s\n" % (LIO_LUN.company_id, LIO_LUN.unit_serial),
+        guest_setup=LIO_SETUP + "mt_lio_lun lun0 %d 0x000c29 %s\n" % (8 * 256, LIO_SERIAL),
         expect_enable_uuid="fail",
         expect_enable_uuid_subjects=("uuid-off",),
     ))
@@ -209,14 +222,23 @@ def scenarios():
         disks=[
             Disk(key="virtio-blk", bus="virtio-blk", size_mib=32, serial="VBLK-SERIAL-0001", scsi=False,
                  expect_driver=None, expect_serial="VBLK-SERIAL-0001"),
-            Disk(key="nvme-ns1", bus="nvme:nvme0", size_mib=28, eui64=0x0025388b91c3a0f1,
-                 ns_uuid="7f3a1c2e-5b4d-4e6f-8a9b-0c1d2e3f4a5b", scsi=False,
-                 expect_designators=[("eui64", "0025388b91c3a0f1", None)]),
+            # Linux applies NVME_QUIRK_BOGUS_NID to qemu's NVMe controller (1b36:0010, and 8086:5845 with
+            # use-intel-id): it ignores the EUI-64/NGUID/UUID qemu reports, and wwid falls back to
+            # "nvme.<vid>-<serial>-<model>-<nsid>". So this namespace has no identity the guest can see.
+            Disk(key="nvme-pci", bus="nvme:nvme0", size_mib=28, eui64=0x0025388b91c3a0f1,
+                 ns_uuid="7f3a1c2e-5b4d-4e6f-8a9b-0c1d2e3f4a5b", scsi=False, expect_serial="NVME0SERIAL42",
+                 expect_model="QEMU NVMe Ctrl"),
+            # An NVMe/TCP namespace exported and connected inside the guest (nvmet over 127.0.0.1): it does
+            # carry an NGUID and a UUID. (nvmet in 6.1 cannot set an EUI-64.)
+            Disk(key="nvme-tcp", bus="nvme-tcp", size_mib=20, guest=True, scsi=False,
+                 expect_serial="MTNVMET0001", expect_model="mt-agent nvmet",
+                 expect_nvme={"nguid": NVMET_NGUID, "uuid": NVMET_UUID}),
             Disk(key="virtio-scsi", bus="vscsi0", size_mib=24, scsi_id=3, lun=0, wwn=0x5000c50015ea71a2,
                  serial="VSCSI-SERIAL-7", device_id="", expect_driver="virtio_scsi",
                  expect_wwid="35000c50015ea71a2", expect_designators=[("naa", "5000c50015ea71a2", "lun")],
                  expect_serial="VSCSI-SERIAL-7", expect_vendor="QEMU", expect_model="QEMU HARDDISK"),
         ],
+        guest_setup=NVMET_SETUP,
         expect_hypervisor=("kvm", "qemu"),
         expect_enable_uuid="pass",
     ))
@@ -257,8 +279,9 @@ def by_name(name):
 
 
 def guest_disk_count(s):
-    """Block devices the guest must see before discovery runs (qemu disks, then LIO LUNs, then dm)."""
-    return len(s.disks), len(s.disks) + len(s.guest_luns) + (1 if s.expect_multipath else 0)
+    """Block devices the guest must see before discovery runs (qemu disks, then guest-made, then dm)."""
+    qemu = len([d for d in s.disks if not d.guest])
+    return qemu, len(s.disks) + (1 if s.expect_multipath else 0)
 
 
 # -- host side: disk images and qemu arguments -------------------------------------------------------------
@@ -286,6 +309,8 @@ def qemu_args(s, workdir):
     for dev, cid in s.controllers:
         args += ["-device", "%s,id=%s" % (dev, cid)]
     for i, d in enumerate(s.disks):
+        if d.guest:
+            continue
         img = os.path.join(workdir, "%s.img" % (d.image or d.key))
         if not d.image:
             make_image(img, d)

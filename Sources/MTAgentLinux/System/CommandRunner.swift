@@ -2,12 +2,13 @@ import Glibc
 
 /// Runs external programs. Behind a protocol so that tests can see what would run.
 public protocol CommandRunning: Sendable {
-    /// Runs `argv` (argv[0] looked up in PATH), waits, and returns the exit status and stderr.
+    /// Runs `argv` (argv[0] looked up in PATH), waits, and returns its exit status and output.
     func run(_ argv: [String]) throws -> CommandResult
 }
 
 public struct CommandResult: Sendable, Equatable {
     public var status: Int32
+    public var stdout: String
     public var stderr: String
 }
 
@@ -24,41 +25,61 @@ public enum CommandError: Error, CustomStringConvertible {
     }
 }
 
-/// posix_spawn with stdout discarded and stderr captured.
+/// posix_spawn with stdin from /dev/null and stdout/stderr captured.
 public struct ProcessRunner: CommandRunning {
     public init() {}
 
     public func run(_ argv: [String]) throws -> CommandResult {
-        var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { throw CommandError.spawn(argv[0], errno: errno) }
+        var out: [Int32] = [0, 0]
+        var err: [Int32] = [0, 0]
+        guard pipe(&out) == 0 else { throw CommandError.spawn(argv[0], errno: errno) }
+        guard pipe(&err) == 0 else {
+            close(out[0]); close(out[1])
+            throw CommandError.spawn(argv[0], errno: errno)
+        }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, "/dev/null", O_WRONLY, 0)
-        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], STDERR_FILENO)
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
+        posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0)
+        posix_spawn_file_actions_adddup2(&actions, out[1], STDOUT_FILENO)
+        posix_spawn_file_actions_adddup2(&actions, err[1], STDERR_FILENO)
+        for fd in [out[0], out[1], err[0], err[1]] { posix_spawn_file_actions_addclose(&actions, fd) }
 
         let cArgs = argv.map { strdup($0) } + [nil]
         defer { cArgs.forEach { free($0) } }
         var pid: pid_t = 0
         let rc = posix_spawnp(&pid, argv[0], &actions, nil, cArgs, environ)
-        close(pipeFDs[1])
-        guard rc == 0 else {
-            close(pipeFDs[0])
-            throw CommandError.spawn(argv[0], errno: rc)
+        close(out[1])
+        close(err[1])
+        defer { close(out[0]); close(err[0]) }
+        guard rc == 0 else { throw CommandError.spawn(argv[0], errno: rc) }
+
+        // Drain both pipes together so a chatty child can never block on a full pipe.
+        var collected: [[UInt8]] = [[], []]
+        var fds = [pollfd(fd: out[0], events: Int16(POLLIN), revents: 0), pollfd(fd: err[0], events: Int16(POLLIN), revents: 0)]
+        var open = 2
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        while open > 0 {
+            if poll(&fds, nfds_t(fds.count), -1) < 0 {
+                if errno == EINTR { continue }
+                break
+            }
+            for i in fds.indices where fds[i].fd >= 0 && fds[i].revents != 0 {
+                let n = read(fds[i].fd, &buffer, buffer.count)
+                if n > 0 {
+                    collected[i] += buffer[0..<n]
+                } else if n == 0 || errno != EINTR {
+                    fds[i].fd = -1
+                    open -= 1
+                }
+            }
         }
-        var output: [UInt8] = []
-        var buffer = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(pipeFDs[0], &buffer, buffer.count)
-            if n <= 0 { break }
-            output += buffer[0..<n]
-        }
-        close(pipeFDs[0])
         var status: Int32 = 0
         while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
         let exit = (status & 0x7f) == 0 ? (status >> 8) & 0xff : 128 + (status & 0x7f)
-        return CommandResult(status: exit, stderr: String(decoding: output, as: UTF8.self))
+        return CommandResult(
+            status: exit, stdout: String(decoding: collected[0], as: UTF8.self),
+            stderr: String(decoding: collected[1], as: UTF8.self))
     }
 }
 
