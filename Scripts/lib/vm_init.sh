@@ -47,7 +47,14 @@ grep -q configfs /proc/filesystems && mount -t configfs configfs /sys/kernel/con
 
 . /mt/scenarios/$SCENARIO.sh
 
-count_disks() { ls /sys/block | grep -cvE '^(loop|ram|zram)'; }
+count_disks() {  # visible block devices (not loop/ram, not hidden NVMe multipath paths)
+    n=0
+    for b in /sys/block/*; do
+        case ${b##*/} in loop*|ram*|zram*) continue ;; esac
+        [ "$(cat $b/hidden 2>/dev/null)" = 1 ] || n=$((n + 1))
+    done
+    echo $n
+}
 wait_disks() {  # n seconds
     i=0
     while [ "$(count_disks)" -lt "$1" ]; do
@@ -62,7 +69,7 @@ mt_mount_fs() {  # label mountpoint
 }
 
 wait_disks "$MT_QEMU_DISKS" 30
-mt_setup > /tmp/setup.log 2>&1 || { cat /tmp/setup.log; fatal "scenario setup failed: $(cat /tmp/setup.log)"; }
+(set -e; mt_setup) > /tmp/setup.log 2>&1 || { cat /tmp/setup.log; fatal "scenario setup failed: $(cat /tmp/setup.log)"; }
 wait_disks "$MT_ALL_DISKS" 30
 mt_mounts
 
@@ -73,7 +80,8 @@ dump_sysfs() {
         n=${b##*/}
         case $n in loop*|ram*|zram*) continue ;; esac
         echo "disk $n"
-        echo "dev $(cat $b/dev)"
+        [ -r $b/dev ] && echo "dev $(cat $b/dev)"
+        [ "$(cat $b/hidden 2>/dev/null)" = 1 ] && echo "hidden 1"
         echo "size $(cat $b/size)"
         echo "ro $(cat $b/ro)"
         echo "lbs $(cat $b/queue/logical_block_size)"

@@ -145,6 +145,7 @@ echo "mt-agent nvmet" > $S/attr_model
 mkdir $S/namespaces/1
 dd if=/dev/zero of=/tmp/nvmet-ns1.img bs=1M count=20 2>/dev/null
 echo /tmp/nvmet-ns1.img > $S/namespaces/1/device_path
+echo 1 > $S/namespaces/1/buffered_io  # tmpfs has no O_DIRECT
 echo %s > $S/namespaces/1/device_nguid
 echo %s > $S/namespaces/1/device_uuid
 echo 1 > $S/namespaces/1/enable

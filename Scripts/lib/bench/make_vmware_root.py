@@ -16,7 +16,8 @@ the NAA-6 identifier 6000c29<25 hex digits derived from i> in vpd_pg83, vpd_pg80
 mounted); sdb1 is swap; every odd-numbered disk carries one data partition.
 
 Usage: make_vmware_root.py DIR [--disks 60] [--hosts 4]
-Prints a JSON summary of what it wrote (disk names, partitions, hctl, wwid per disk).
+Prints a JSON summary of what it wrote: per disk the fields `mt-agent disks --json` should
+report (hctl, driver, wwid, sizes, partitions with start/size/mounts, role).
 """
 import argparse
 import hashlib
@@ -31,6 +32,9 @@ PCI_SLOTS = [("0000:00:15.0", "0000:03:00.0"), ("0000:00:16.0", "0000:0b:00.0"),
 TARGETS = [t for t in range(16) if t != 7]
 # sd majors, 16 disks each (sda..sdp on 8, sdq..sdaf on 65, ...).
 SD_MAJORS = [8] + list(range(65, 72)) + list(range(128, 136))
+
+# What /proc/self/mountinfo and /proc/swaps below say about the partitions.
+MOUNTS = {"sda1": ["/boot/efi"], "sda2": ["/boot"], "sda3": ["/"]}
 
 SECTOR = 512
 GiB = 1 << 30
@@ -54,9 +58,15 @@ def write(path, content, mode="w"):
 
 
 def link(path, target):
-    """A relative symlink at `path` pointing to `target` (both absolute inside the tree)."""
+    """A relative symlink at `path` pointing to `target` (both absolute host paths in the tree)."""
     os.makedirs(os.path.dirname(path), exist_ok=True)
-    rel = os.path.relpath(target, os.path.dirname(path))
+    # Like kernfs_get_target_path(): climb from the link's directory until reaching a proper
+    # ancestor of the target's parent, so device -> ../../../0:0:1:0 (not "../.."): lsblk takes
+    # the HCTL from the link text's last component.
+    base, ups = os.path.dirname(path), 0
+    while not target.startswith(base + "/"):
+        base, ups = os.path.dirname(base), ups + 1
+    rel = "../" * ups + target[len(base) + 1:]
     if os.path.lexists(path):
         os.unlink(path)
     os.symlink(rel, path)
@@ -202,8 +212,15 @@ def main():
             link(f"{S}/class/block/{pname}", p)
             link(f"{S}/dev/block/{major}:{minor + n}", p)
             summary["partitions"].append(pname)
-        summary["disks"][name] = {"hctl": hctl, "wwid": "3" + ident, "devno": f"{major}:{minor}",
-                                  "partitions": [f"{name}{n}" for n in range(1, len(parts) + 1)]}
+        summary["disks"][name] = {
+            "hctl": hctl, "driver": "vmw_pvscsi", "vendor": "VMware", "model": "Virtual disk", "revision": "2.0",
+            "scsiDeviceType": 0, "transport": "scsi", "wwid": "3" + ident, "kernelWWID": "naa." + ident,
+            "serial": ident, "devno": f"{major}:{minor}", "sizeBytes": size * SECTOR,
+            "role": "system" if i < 2 else "free",
+            "partitions": [{"name": f"{name}{n}", "number": n, "devno": f"{major}:{minor + n}",
+                            "startBytes": start * SECTOR, "sizeBytes": psize * SECTOR,
+                            "mountpoints": MOUNTS.get(f"{name}{n}", []), "swap": f"{name}{n}" == "sdb1"}
+                           for n, (start, psize) in enumerate(parts, 1)]}
 
     # DMI, as a VMware VM reports it (the class dir is a link into devices/virtual like the kernel's).
     dmi = f"{S}/devices/virtual/dmi/id"
