@@ -27,6 +27,12 @@ public struct Discovery: Sendable {
 
     public func inventory() throws -> Inventory {
         if files.root != "/" {
+            var st = stat()
+            if stat(files.root, &st) == 0 && (st.st_mode & S_IFMT) == S_IFREG {
+                throw DiscoveryError.notASystemTree(
+                    root: files.root,
+                    reason: "it is a file; if it is a 'collect' tarball, extract it first: mkdir DIR && tar -xzf \(files.root) -C DIR")
+            }
             for required in ["/sys/class/block", "/proc"] where !files.exists(required) {
                 throw DiscoveryError.notASystemTree(root: files.root, reason: "\(files.hostPath(required)) is missing")
             }
