@@ -123,28 +123,38 @@ run() {  # section, command...
 }
 
 run_agent() {  # suffix
-    if [ -x /usr/local/bin/mt-agent ]; then
-        run "disks$1" mt-agent disks --json
-        run "check$1" mt-agent check enable-uuid --json
-    fi
+    run "disks$1" mt-agent disks --json
+    run "check$1" mt-agent check enable-uuid --json
+}
+
+# collect -> disks --root: the capture must give the live inventory back.
+roundtrip() {
+    rm -rf /tmp/rt
+    run collect-rt mt-agent collect /tmp/rt
+    run disks-root mt-agent disks --json --root /tmp/rt
+    run check-root mt-agent check enable-uuid --json --root /tmp/rt
 }
 
 collect() {
-    rm -rf /tmp/capture /tmp/capture.tar.gz
+    rm -rf /tmp/capture
     mt-agent collect /tmp/capture >/tmp/collect.log 2>&1 || fatal "mt-agent collect failed: $(cat /tmp/collect.log)"
-    # capture tree as tar.gz, base64 over the data channel
+    # the capture as tar.gz, base64 over the data channel
     begin collect
     (cd /tmp/capture && tar -czf - .) | base64 >&3
     end collect 0
 }
 
+[ -x /usr/local/bin/mt-agent ] || fatal "no mt-agent in the initramfs"
 run sysfs dump_sysfs
 run_agent ""
+[ "$MODE" = test ] && roundtrip
 if [ "$UDEV" = 1 ]; then
     log "starting systemd-udevd"
     /lib/systemd/systemd-udevd --daemon --resolve-names=never >/tmp/udevd.log 2>&1
     udevadm trigger --type=subsystems --action=add
     udevadm trigger --type=devices --action=add
+    # dm devices made before udevd ran (DM_DISABLE_UDEV) get their DM_* properties only on "change"
+    udevadm trigger --type=devices --action=change --subsystem-match=block --sysname-match='dm-*'
     udevadm settle --timeout=60 || log "udevadm settle timed out"
     begin udev
     for b in /sys/block/*; do

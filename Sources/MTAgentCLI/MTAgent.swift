@@ -4,7 +4,7 @@ import ArgumentParser
 public struct MTAgent: ParsableCommand {
     public static let configuration = CommandConfiguration(
         commandName: "mt-agent",
-        abstract: "Turns a Linux VM into a failback master target and runs its replication service.",
+        abstract: "Prepares a Linux VM to be a failback master target: finds its disks by stable SCSI identity.",
         discussion: """
             Start with 'mt-agent disks' to see how this VM's disks are identified, and \
             'mt-agent check enable-uuid' to confirm every SCSI disk carries a stable identity.

@@ -10,7 +10,7 @@ struct SystemOptions: ParsableArguments {
             valueName: "dir"))
     var root: String = "/"
 
-    @Option(name: .customLong("log-level"), help: "trace, debug, info, notice, warning, error or critical.")
+    @Option(name: .customLong("log-level"), help: "How much to log to stderr.")
     var logLevel: Logger.Level = .warning
 
     /// Logs go to stderr so stdout stays clean for tables and JSON.
