@@ -1,6 +1,5 @@
 import ArgumentParser
 import MTAgentCore
-import MTAgentLinux
 
 struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -27,12 +26,7 @@ struct EnableUUIDCheckCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let inventory: Inventory
-        do {
-            inventory = try Discovery.forRoot(system.root, logger: system.makeLogger()).inventory()
-        } catch {
-            throw fail("\(error)")
-        }
+        let inventory = try system.inventory()
         let report = CheckReport(checks: EnableUUIDCheck.evaluate(inventory))
         if output.json {
             print(try JSONOutput.encode(report))

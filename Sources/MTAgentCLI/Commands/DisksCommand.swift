@@ -1,6 +1,5 @@
 import ArgumentParser
 import MTAgentCore
-import MTAgentLinux
 
 struct DisksCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -20,12 +19,7 @@ struct DisksCommand: ParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func run() throws {
-        let inventory: Inventory
-        do {
-            inventory = try Discovery.forRoot(system.root, logger: system.makeLogger()).inventory()
-        } catch {
-            throw fail("\(error)")
-        }
+        let inventory = try system.inventory()
         if output.json {
             print(try JSONOutput.encode(inventory))
         } else {

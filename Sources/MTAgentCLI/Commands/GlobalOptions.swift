@@ -1,5 +1,7 @@
 import ArgumentParser
 import Logging
+import MTAgentCore
+import MTAgentLinux
 
 /// Options every command that reads the system takes.
 struct SystemOptions: ParsableArguments {
@@ -12,6 +14,15 @@ struct SystemOptions: ParsableArguments {
 
     @Option(name: .customLong("log-level"), help: "How much to log to stderr.")
     var logLevel: Logger.Level = .warning
+
+    /// The machine's inventory; a failure to read it ends the command with one error line.
+    func inventory() throws -> Inventory {
+        do {
+            return try Discovery.forRoot(root, logger: makeLogger()).inventory()
+        } catch {
+            throw fail("\(error)")
+        }
+    }
 
     /// Logs go to stderr so stdout stays clean for tables and JSON.
     func makeLogger() -> Logger {

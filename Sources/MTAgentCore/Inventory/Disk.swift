@@ -117,6 +117,27 @@ public struct PartitionTable: Codable, Sendable, Equatable {
     }
 }
 
+extension Disk {
+    public mutating func apply(_ probe: ProbeResult) {
+        fsType = probe.fsType
+        uuid = probe.uuid
+        label = probe.label
+        usage = probe.usage
+        partitionTable = probe.partitionTable
+    }
+}
+
+extension Partition {
+    public mutating func apply(_ probe: ProbeResult) {
+        fsType = probe.fsType
+        uuid = probe.uuid
+        label = probe.label
+        usage = probe.usage
+        partUUID = probe.partUUID
+        partLabel = probe.partLabel
+    }
+}
+
 /// What udevd recorded for the device, when udevd runs; never required.
 public struct UdevProperties: Codable, Sendable, Equatable {
     public var idSerial: String?

@@ -49,7 +49,8 @@ public struct Discovery: Sendable {
                     vanished(entry)
                     continue
                 }
-                probe(entry.name, into: &part, warnings: &warnings)
+                var ignored: [String] = []
+                if let r = probe(entry.name, warnings: &warnings, itemWarnings: &ignored) { part.apply(r) }
                 partitionsByDisk[parent, default: []].append(part)
             } else {
                 guard var disk = reader.disk(entry) else {
@@ -58,7 +59,7 @@ public struct Discovery: Sendable {
                 }
                 // Unattached loop devices and empty ram disks have no content worth listing.
                 if disk.sizeBytes == 0 && [.loop, .ram, .zram].contains(disk.transport) { continue }
-                probe(entry.name, into: &disk, warnings: &warnings)
+                if let r = probe(entry.name, warnings: &warnings, itemWarnings: &disk.warnings) { disk.apply(r) }
                 disks.append(disk)
             }
         }
@@ -93,33 +94,16 @@ public struct Discovery: Sendable {
         return files.exists(devnode) ? files.hostPath(devnode) : nil
     }
 
-    private func probe(_ name: String, into disk: inout Disk, warnings: inout [String]) {
-        guard let path = probePath(name) else { return }
+    /// libblkid's view of `name`; nil when there is no device node to probe or the probe failed
+    /// (the failure is recorded as a warning).
+    private func probe(_ name: String, warnings: inout [String], itemWarnings: inout [String]) -> ProbeResult? {
+        guard let path = probePath(name) else { return nil }
         switch prober.probe(path: path) {
-        case .success(let r):
-            disk.fsType = r.fsType
-            disk.uuid = r.uuid
-            disk.label = r.label
-            disk.usage = r.usage
-            disk.partitionTable = r.partitionTable
+        case .success(let result):
+            return result
         case .failure(let error):
-            record(error, name: name, warnings: &warnings, diskWarnings: &disk.warnings)
-        }
-    }
-
-    private func probe(_ name: String, into part: inout Partition, warnings: inout [String]) {
-        guard let path = probePath(name) else { return }
-        switch prober.probe(path: path) {
-        case .success(let r):
-            part.fsType = r.fsType
-            part.uuid = r.uuid
-            part.label = r.label
-            part.usage = r.usage
-            part.partUUID = r.partUUID
-            part.partLabel = r.partLabel
-        case .failure(let error):
-            var ignored: [String] = []
-            record(error, name: name, warnings: &warnings, diskWarnings: &ignored)
+            record(error, name: name, warnings: &warnings, diskWarnings: &itemWarnings)
+            return nil
         }
     }
 
