@@ -57,11 +57,9 @@ let package = Package(
         .target(name: "CMTShim"),
 
         .testTarget(name: "MTAgentCoreTests", dependencies: ["MTAgentCore"]),
-        .testTarget(
-            name: "MTAgentLinuxTests",
-            dependencies: ["MTAgentLinux", "MTAgentCore"],
-            resources: [.copy("Fixtures")]
-        ),
+        // Fixture machines live in Tests/Fixtures, outside every target: they are sysfs captures
+        // whose kernel symlinks form cycles that SwiftPM must never walk.
+        .testTarget(name: "MTAgentLinuxTests", dependencies: ["MTAgentLinux", "MTAgentCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["MTAgentCore"]

@@ -6,10 +6,11 @@
 #   MT_VM_KERNEL_PKG   kernel package (default: what Debian's linux-image-amd64 depends on)
 #   MT_AGENT_BIN       the mt-agent binary to test (default: $REPO/.build/debug/mt-agent, built if missing)
 #   MT_VM_KEEP=1       keep the work directory (images, initramfs, console logs) for debugging
-#   MT_VM_TIMEOUT      seconds one VM may run (default 120)
-#   MT_VM_JOBS         VMs booted at once (default: number of CPUs, at most 3)
+#   MT_VM_TIMEOUT      seconds one VM may run before it counts as hung (default 300)
+#   MT_VM_JOBS         VMs booted at once (default: CPUs + 1, at most 3)
 
 VM_LIB="$REPO/Scripts/lib"
+export PYTHONDONTWRITEBYTECODE=1  # no __pycache__ in the work tree
 VM_CACHE="${MT_VM_CACHE:-$REPO/.vm}"
 VM_PIDS=()
 VM_WORK=""
@@ -48,9 +49,7 @@ vm_require_tools() {
     for cmd in "${!need[@]}"; do
         command -v "$cmd" >/dev/null 2>&1 || missing+=("${need[$cmd]}")
     done
-    if ! file -L /bin/busybox 2>/dev/null | grep -q 'statically linked' && ! [ -x /bin/busybox ]; then
-        missing+=(busybox-static)
-    fi
+    [ -x /bin/busybox ] || missing+=(busybox-static)
     [ ${#missing[@]} -eq 0 ] && return 0
     mapfile -t missing < <(printf '%s\n' "${missing[@]}" | sort -u)
     [ "$(id -u)" -eq 0 ] || vm_die "missing packages: ${missing[*]} (run Scripts/bootstrap as root)"
@@ -140,7 +139,7 @@ vm_initramfs() {
     rm -rf "$stage"
     mkdir -p "$stage"/{usr/bin,usr/sbin,usr/lib,usr/lib64,usr/local/bin,etc,mt/scenarios,proc,sys,dev,run,tmp}
     ln -s usr/bin "$stage/bin"; ln -s usr/sbin "$stage/sbin"; ln -s usr/lib "$stage/lib"; ln -s usr/lib64 "$stage/lib64"
-    cp /bin/busybox "$stage/usr/bin/busybox"
+    _vm_copy_with_libs "$stage" /bin/busybox   # busybox-static: no libraries
     install -m 0755 "$VM_LIB/vm_init.sh" "$stage/init"
     python3 "$VM_LIB/vm_scenarios.py" guest-scripts "$stage/mt/scenarios" || vm_die "vm_scenarios.py failed"
 
@@ -199,7 +198,7 @@ vm_boot() {
     [ ${#args[@]} -gt 0 ] || vm_die "no qemu arguments for $scen"
     : > "$out/data.log"; : > "$out/console.log"
     date +%s.%N > "$out/start"
-    timeout -k 5 "${MT_VM_TIMEOUT:-120}" qemu-system-x86_64 \
+    timeout -k 5 "${MT_VM_TIMEOUT:-300}" qemu-system-x86_64 \
         -machine pc,accel=tcg -cpu max -m 1024 -smp 1 -nodefaults -display none -no-reboot \
         -kernel "$VM_VMLINUZ" -initrd "$VM_WORK/initramfs.cpio" \
         -append "console=ttyS0 quiet loglevel=4 panic=-1 mt.scenario=$scen mt.mode=$mode mt.udev=$udev" \

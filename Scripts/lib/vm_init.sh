@@ -23,7 +23,7 @@ for p in $(cat /proc/cmdline); do
     esac
 done
 
-log() { echo "mt-init: $*"; }
+log() { echo "mt-init [$(cut -d' ' -f1 /proc/uptime)]: $*"; }
 finish() {
     sync
     echo o > /proc/sysrq-trigger   # power off now; -no-reboot ends qemu if this should fail
@@ -68,10 +68,12 @@ mt_mount_fs() {  # label mountpoint
     mkdir -p $2 && mount -t ext4 $dev $2 || fatal "mount $dev $2 failed"
 }
 
+log "modules loaded"
 wait_disks "$MT_QEMU_DISKS" 30
 (set -e; mt_setup) > /tmp/setup.log 2>&1 || { cat /tmp/setup.log; fatal "scenario setup failed: $(cat /tmp/setup.log)"; }
 wait_disks "$MT_ALL_DISKS" 30
 mt_mounts
+log "disks ready"
 
 hex() { od -An -v -tx1 "$1" 2>/dev/null | tr -d ' \n'; }
 # What sysfs says, independent of mt-agent: the ground truth the assertions compare with.
@@ -115,6 +117,7 @@ run() {  # section, command...
     "$@" >&3 2>/tmp/stderr
     rc=$?
     end "$s" $rc
+    log "$s: exit $rc"
     if [ -s /tmp/stderr ]; then
         begin "$s.stderr"
         head -c 20000 /tmp/stderr >&3

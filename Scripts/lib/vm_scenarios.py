@@ -43,8 +43,8 @@ class Filesystem:
 
 @dataclass
 class Disk:
-    """A disk qemu gives the guest. `key` names it in messages; sizes are unique per LUN so the
-    assertions can find each disk in mt-agent's inventory by size."""
+    """A disk of the scenario: given by qemu, or made in the guest (guest=True). `key` names it in
+    messages; sizes are unique per LUN so the assertions find each disk in the guest by size."""
 
     key: str
     bus: str  # id of a SCSI controller, or "virtio-blk" / "nvme:<ctrl-id>"
@@ -61,12 +61,13 @@ class Disk:
     image: Optional[str] = None  # share another disk's image (another path to the same LUN)
     fs: Optional[Filesystem] = None
     # Expectations
-    expect_driver: Optional[str] = None
+    expect_driver: object = None  # a value, or a tuple of accepted values (SCSI disks only)
     expect_wwid: Optional[str] = None  # None: must be null
     expect_designators: list = field(default_factory=list)  # [(type, value, association)]
     expect_serial: Optional[str] = None
     expect_vendor: Optional[str] = None
     expect_model: Optional[str] = None
+    expect_role: str = "free"
     scsi: bool = True
     guest: bool = False  # made inside the guest by the scenario's setup (LIO, NVMe/TCP), not by qemu
     expect_nvme: Optional[dict] = None  # NVMe namespace identities: {"nguid":…, "uuid":…, "eui64":…}
@@ -92,25 +93,25 @@ def naa8(wwn: int) -> str:
 
 
 def vm_disk(key, bus, size_mib, scsi_id, wwn=None, serial=None, device_id="", driver="vmw_pvscsi",
-            vendor="VMware", product="Virtual disk", fs=None, image=None):
+            vendor="VMware", product="Virtual disk", fs=None, image=None, role="free"):
     """A VMware-style virtual disk. wwn+serial: disk.EnableUUID=TRUE; neither and device_id="": off."""
     designators = []
     if wwn is not None:
         designators.append(("naa", naa8(wwn), "lun"))
     if device_id is None and serial:
-        designators.append(("vendor", serial, "lun"))
+        designators.append(("vendor", serial[:20], "lun"))  # qemu cuts its default device_id to 20 bytes
     return Disk(key=key, bus=bus, size_mib=size_mib, scsi_id=scsi_id, vendor=vendor, product=product,
                 serial=serial, wwn=wwn, device_id=device_id, fs=fs, image=image,
                 expect_driver=driver, expect_wwid=("3" + naa8(wwn)) if wwn is not None else None,
                 expect_designators=designators, expect_serial=serial, expect_vendor=vendor,
-                expect_model=product)
+                expect_model=product, expect_role=role)
 
 
 # -- the in-guest LIO LUN: 16-byte NAA-6 with VMware's company id, and a T10 vendor designator ------------
 LIO_SERIAL = "4a8e7b1f3c5d6e7f8091a2b3c4d5e6f7"
 LIO_NAA = "6000c29" + LIO_SERIAL[:25]  # LIO: 6 + company_id + the serial's first 25 hex digits
 LIO_LUN = Disk(
-    key="lio-naa16", bus="tcm_loop", size_mib=8, guest=True, expect_driver="tcm_loop",
+    key="lio-naa16", bus="tcm_loop", size_mib=8, guest=True, expect_driver=("tcm_loop", "tcm_loopback"),
     expect_wwid="3" + LIO_NAA, expect_serial=LIO_SERIAL, expect_vendor="LIO-ORG", expect_model="RAMDISK-MCP",
     expect_designators=[("naa", LIO_NAA, "lun"), ("t10", "LIO-ORG RAMDISK-MCP:" + LIO_SERIAL, "lun")],
 )
@@ -190,8 +191,11 @@ def scenarios():
         smbios=VMWARE_SMBIOS,
         controllers=[("mptsas1068", "lsi0")],
         disks=[
+            # /boot is a system mount point: this disk is the system disk.
             vm_disk("lsi-0", "lsi0", 56, 0, wwn=0x6000c2911223344a, driver="mptsas",
-                    serial="6000c2911223344a5566778899aabbcc"),
+                    serial="6000c2911223344a5566778899aabbcc", role="system",
+                    fs=Filesystem(label="boot", uuid="5d2c8e1a-4b3f-4a6e-8c7d-9e0f1a2b3c4d", mount="/boot",
+                                  disk_signature=0x6D740002)),
             vm_disk("lsi-1", "lsi0", 44, 1, wwn=0x6000c2955667788b, driver="mptsas",
                     serial="6000c2955667788b99aabbccddeeff00"),
         ],

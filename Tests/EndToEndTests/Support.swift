@@ -21,7 +21,7 @@ let binary: String = {
 let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
 func fixture(_ name: String) -> String {
-    packageRoot.appendingPathComponent("Tests/MTAgentLinuxTests/Fixtures/\(name)").path
+    packageRoot.appendingPathComponent("Tests/Fixtures/\(name)").path
 }
 
 struct Run {

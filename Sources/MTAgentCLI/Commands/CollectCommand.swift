@@ -30,7 +30,7 @@ struct CollectCommand: ParsableCommand {
             if tarball {
                 summary = try Tarball.create(path, runner: ProcessRunner()) { try collector.capture(into: $0) }
             } else {
-                summary = try collector.capture(into: absolute(path))
+                summary = try collector.capture(into: path.hasPrefix("/") ? path : Paths.currentDirectory() + "/" + path)
             }
             if output.json {
                 print(try JSONOutput.encode(summary))

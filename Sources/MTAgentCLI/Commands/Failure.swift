@@ -12,11 +12,3 @@ func printError(_ line: String) {
     let text = line + "\n"
     _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
 }
-
-/// Relative paths are taken from the working directory, as every Unix tool does.
-func absolute(_ path: String) -> String {
-    if path.hasPrefix("/") { return path }
-    guard let cwd = getcwd(nil, 0) else { return path }
-    defer { free(cwd) }
-    return String(cString: cwd) + "/" + path
-}

@@ -72,10 +72,11 @@ public struct Disk: Codable, Sendable, Equatable {
         self.warnings = []
     }
 
-    /// The identity used to tell disks apart: the WWID when the disk has one.
+    /// An NAA or EUI-64 designator of the logical unit: an identity that survives reboots,
+    /// rescans and moves between controllers.
     public var hasStrongIdentity: Bool {
         designators.contains { $0.association == .lun && ($0.type == .naa || $0.type == .eui64) }
-            || (wwid.map { $0.hasPrefix("3") || $0.hasPrefix("2") } ?? false)
+            || (transport == .scsi && (wwid.map { $0.hasPrefix("3") || $0.hasPrefix("2") } ?? false))
     }
 }
 

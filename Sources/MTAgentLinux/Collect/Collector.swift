@@ -55,6 +55,8 @@ public struct Collector {
                 _ = try tree.mirror(path)
             case .list(let path):
                 if let real = try tree.mirror(path) { try tree.mirrorEntries(of: real) }
+            case .link(let path):
+                if let parent = try tree.mirror(Paths.dirname(path)) { try tree.copyLink(Paths.join(parent, Paths.basename(path))) }
             }
         }
         return Summary(files: tree.files, links: tree.links, directories: tree.directories, disks: inventory.disks.count)
@@ -124,6 +126,11 @@ struct TreeCopy {
         }
     }
 
+    /// A symlink as itself, without capturing what it points at.
+    mutating func copyLink(_ path: String) throws {
+        if let target = readLink(src(path)) { try makeSymlink(path, target: target) }
+    }
+
     mutating func copyFile(_ path: String) throws {
         guard done.insert("f:" + path).inserted else { return }
         var st = stat()
@@ -162,10 +169,5 @@ struct TreeCopy {
         }
     }
 
-    private func readLink(_ path: String) -> String? {
-        var buffer = [CChar](repeating: 0, count: 4096)
-        let n = readlink(path, &buffer, buffer.count - 1)
-        guard n > 0 else { return nil }
-        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
-    }
+    private func readLink(_ path: String) -> String? { Paths.readLink(path) }
 }

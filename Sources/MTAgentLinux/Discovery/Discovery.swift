@@ -84,8 +84,14 @@ public struct Discovery: Sendable {
         return Inventory(host: HostReader(files: files).host(source: enumerator.source), disks: disks, warnings: warnings)
     }
 
+    /// A device without a `dev` attribute either vanished since it was listed, or is a hidden
+    /// kernel device with no device node (an NVMe multipath path such as `nvme1c1n1`).
     private func vanished(_ entry: BlockDeviceEntry) {
-        logger.warning("block device disappeared during enumeration; skipped", metadata: ["disk.name": "\(entry.name)"])
+        if files.exists(entry.sysPath) {
+            logger.debug("block device has no device node; skipped", metadata: ["disk.name": "\(entry.name)"])
+        } else {
+            logger.warning("block device disappeared during enumeration; skipped", metadata: ["disk.name": "\(entry.name)"])
+        }
     }
 
     private func probePath(_ name: String) -> String? {

@@ -61,7 +61,8 @@ struct DiskReader {
             return t
         }
         guard let device else { return .other }
-        if Self.isHCTL(Paths.basename(device)) && files.exists("\(device)/scsi_device") { return .scsi }
+        // Every SCSI device has a peripheral `type`; an H:C:T:L name alone could be anything.
+        if Self.isHCTL(Paths.basename(device)) && files.text("\(device)/type") != nil { return .scsi }
         if device.contains("/virtio") { return .virtio }
         return .other
     }
@@ -107,8 +108,10 @@ struct DiskReader {
         if let uuid = files.text("\(sys)/uuid"), uuid.contains(where: { $0 != "0" && $0 != "-" }) {
             disk.designators.append(Designator(type: .uuid, codeSet: .binary, association: .lun, value: uuid.lowercased()))
         }
+        // NVMe is not SCSI: its identity is the kernel's own `wwid` (eui.…, uuid.…, nvme.…), the
+        // name /dev/disk/by-id/nvme-… and multipath use.
         disk.kernelWWID = files.text("\(sys)/wwid")
-        disk.wwid = disk.kernelWWID.flatMap(WWID.from(kernelWWID:)) ?? WWID.from(designators: disk.designators)
+        disk.wwid = disk.kernelWWID ?? WWID.from(designators: disk.designators)
     }
 
     /// The `hostN` directory above a SCSI device: its `scsi_host` class names the HBA driver.
@@ -116,11 +119,12 @@ struct DiskReader {
         device.split(separator: "/").last { $0.hasPrefix("host") && Int($0.dropFirst(4)) != nil }.map(String.init)
     }
 
-    /// The bound driver of a device or of its nearest ancestor that has one.
+    /// The bound driver of a device or of its nearest ancestor that has one: the name the
+    /// `driver` link points at (read as text: the driver's own directory need not be captured).
     private func driver(of device: String) -> String? {
         var path = device
         for _ in 0..<3 {
-            if let driver = files.resolve("\(path)/driver") { return Paths.basename(driver) }
+            if let driver = files.linkTarget("\(path)/driver") { return Paths.basename(driver) }
             path = Paths.dirname(path)
         }
         return nil

@@ -16,6 +16,8 @@ public protocol SystemFiles: Sendable {
     /// The path with every symlink resolved, as an absolute path on the machine; nil when it does
     /// not exist or resolves outside the root.
     func resolve(_ path: String) -> String?
+    /// The literal target of a symlink, without following it (its target may not be captured).
+    func linkTarget(_ path: String) -> String?
 }
 
 extension SystemFiles {
@@ -37,8 +39,9 @@ public struct RootedFiles: SystemFiles {
     public let root: String
     let recorder: AccessRecorder?
 
+    /// A relative `root` is taken from the working directory, as every Unix tool does.
     public init(root: String, recorder: AccessRecorder? = nil) {
-        self.root = Paths.normalize(root)
+        self.root = Paths.normalize(root.hasPrefix("/") ? root : Paths.currentDirectory() + "/" + root)
         self.recorder = recorder
     }
 
@@ -96,12 +99,20 @@ public struct RootedFiles: SystemFiles {
     }
 }
 
+extension RootedFiles {
+    public func linkTarget(_ path: String) -> String? {
+        recorder?.record(.link(path))
+        return Paths.readLink(hostPath(path))
+    }
+}
+
 /// Remembers which system paths discovery touched, so `collect` can capture exactly those.
 public final class AccessRecorder: @unchecked Sendable {
     public enum Access: Hashable, Sendable {
         case read(String)
         case list(String)
         case exists(String)
+        case link(String)
     }
 
     private let lock = NSLockLike()
@@ -149,6 +160,19 @@ public enum Paths {
             parts.append(comp)
         }
         return "/" + parts.joined(separator: "/")
+    }
+
+    public static func readLink(_ path: String) -> String? {
+        var buffer = [CChar](repeating: 0, count: 4096)
+        let n = readlink(path, &buffer, buffer.count - 1)
+        guard n > 0 else { return nil }
+        return String(decoding: buffer[0..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public static func currentDirectory() -> String {
+        guard let cwd = getcwd(nil, 0) else { return "/" }
+        defer { free(cwd) }
+        return String(cString: cwd)
     }
 
     public static func basename(_ path: String) -> String {
