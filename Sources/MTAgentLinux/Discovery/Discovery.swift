@@ -1,3 +1,4 @@
+import Dispatch
 import Glibc
 import Logging
 import MTAgentCore
@@ -41,26 +42,37 @@ public struct Discovery: Sendable {
         let reader = DiskReader(files: files)
         var warnings: [String] = []
 
-        var partitionsByDisk: [String: [Partition]] = [:]
-        var disks: [Disk] = []
+        // Read sysfs first, then probe every device at once: probes wait on device I/O.
+        var found: [(entry: BlockDeviceEntry, disk: Disk?, partition: Partition?)] = []
         for entry in entries {
             if entry.isPartition {
-                guard let parent = entry.parent, var part = reader.partition(entry) else {
+                guard entry.parent != nil, let part = reader.partition(entry) else {
                     vanished(entry)
                     continue
                 }
-                var ignored: [String] = []
-                if let r = probe(entry.name, warnings: &warnings, itemWarnings: &ignored) { part.apply(r) }
-                partitionsByDisk[parent, default: []].append(part)
+                found.append((entry, nil, part))
             } else {
-                guard var disk = reader.disk(entry) else {
+                guard let disk = reader.disk(entry) else {
                     vanished(entry)
                     continue
                 }
                 // Unattached loop devices and empty ram disks have no content worth listing.
                 if disk.sizeBytes == 0 && [.loop, .ram, .zram].contains(disk.transport) { continue }
-                if let r = probe(entry.name, warnings: &warnings, itemWarnings: &disk.warnings) { disk.apply(r) }
+                found.append((entry, disk, nil))
+            }
+        }
+        let probes = probeAll(found.map(\.entry.name))
+
+        var partitionsByDisk: [String: [Partition]] = [:]
+        var disks: [Disk] = []
+        for (item, probe) in zip(found, probes) {
+            if var disk = item.disk {
+                if let r = outcome(probe, name: item.entry.name, warnings: &warnings, itemWarnings: &disk.warnings) { disk.apply(r) }
                 disks.append(disk)
+            } else if var part = item.partition, let parent = item.entry.parent {
+                var ignored: [String] = []
+                if let r = outcome(probe, name: item.entry.name, warnings: &warnings, itemWarnings: &ignored) { part.apply(r) }
+                partitionsByDisk[parent, default: []].append(part)
             }
         }
 
@@ -100,15 +112,28 @@ public struct Discovery: Sendable {
         return files.exists(devnode) ? files.hostPath(devnode) : nil
     }
 
-    /// libblkid's view of `name`; nil when there is no device node to probe or the probe failed
-    /// (the failure is recorded as a warning).
-    private func probe(_ name: String, warnings: inout [String], itemWarnings: inout [String]) -> ProbeResult? {
-        guard let path = probePath(name) else { return nil }
-        switch prober.probe(path: path) {
+    /// libblkid's view of each named device, probed in parallel; nil where there is no device
+    /// node to probe (a `--root` tree without `dev/`).
+    private func probeAll(_ names: [String]) -> [Result<ProbeResult, ProbeError>?] {
+        let paths = names.map(probePath)
+        let results = ProbeResults(count: paths.count)
+        DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+            results[i] = paths[i].map { prober.probe(path: $0) }
+        }
+        return results.values
+    }
+
+    /// The probe's result, or nil with the failure recorded as a warning.
+    private func outcome(
+        _ probe: Result<ProbeResult, ProbeError>?, name: String, warnings: inout [String], itemWarnings: inout [String]
+    ) -> ProbeResult? {
+        switch probe {
         case .success(let result):
             return result
         case .failure(let error):
             record(error, name: name, warnings: &warnings, diskWarnings: &itemWarnings)
+            return nil
+        case nil:
             return nil
         }
     }
@@ -177,4 +202,19 @@ public struct Discovery: Sendable {
         }
         return key(a.name) < key(b.name)
     }
+}
+
+/// One slot per probe; each concurrent iteration writes only its own index.
+private final class ProbeResults: @unchecked Sendable {
+    private var slots: [Result<ProbeResult, ProbeError>?]
+    private let lock = NSLockLike()
+
+    init(count: Int) { slots = Array(repeating: nil, count: count) }
+
+    subscript(index: Int) -> Result<ProbeResult, ProbeError>? {
+        get { lock.withLock { slots[index] } }
+        set { lock.withLock { slots[index] = newValue } }
+    }
+
+    var values: [Result<ProbeResult, ProbeError>?] { lock.withLock { slots } }
 }

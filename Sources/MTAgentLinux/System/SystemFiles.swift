@@ -28,9 +28,9 @@ extension SystemFiles {
         return s.isEmpty ? nil : s
     }
 
-    /// The path on this host where `path` of the machine lives.
+    /// The path on this host where `path` (absolute on the machine) lives.
     public func hostPath(_ path: String) -> String {
-        root == "/" ? path : Paths.join(root, path)
+        root == "/" ? path : root + path
     }
 }
 
