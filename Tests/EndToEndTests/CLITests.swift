@@ -87,4 +87,54 @@ struct CLITests {
         #expect(try summary(captured) == summary(live))
         #expect(try (captured.json["host"] as? [String: Any])?["source"] as? String == "sysfs")
     }
+
+    /// docs/json-output.md: every listed field is present, null when it does not apply.
+    @Test func disksJSONCarriesEveryDocumentedField() throws {
+        let r = try mtAgent(["disks", "--json", "--root", fixture("kvm-virtio-nvme")])
+        #expect(r.status == 0, "\(r.stderr)")
+        let json = try r.json
+        let host = try #require(json["host"] as? [String: Any])
+        #expect(Set(host.keys).isSuperset(of: ["hypervisor", "hostname", "kernel", "os", "root", "source", "udevRunning"]))
+        let diskFields: Set<String> = [
+            "name", "devnode", "devno", "transport", "hctl", "scsiDeviceType", "driver", "vendor", "model", "revision",
+            "sizeBytes", "logicalBlockSize", "physicalBlockSize", "rotational", "removable", "readOnly", "wwid",
+            "kernelWWID", "serial", "designators", "udev", "partitionTable", "fsType", "uuid", "label", "usage",
+            "mountpoints", "swap", "partitions", "holders", "slaves", "dmName", "dmUUID", "role", "warnings",
+        ]
+        let disks = try #require(json["disks"] as? [[String: Any]])
+        #expect(disks.count == 4)
+        for disk in disks {
+            #expect(Set(disk.keys) == diskFields, "\(disk["name"] ?? "?"): \(Set(disk.keys).symmetricDifference(diskFields))")
+        }
+        let vda = try #require(disks.first { $0["name"] as? String == "vda" })
+        #expect(vda["hctl"] is NSNull && vda["wwid"] is NSNull && vda["transport"] as? String == "virtio")
+        #expect(vda["driver"] as? String == "virtio_blk")
+        let sda = try #require(disks.first { $0["name"] as? String == "sda" })
+        let designator = try #require((sda["designators"] as? [[String: Any]])?.first)
+        #expect(Set(designator.keys) == ["type", "value", "codeSet", "association", "naaFormat", "protocolIdentifier"])
+
+        let withParts = try mtAgent(["disks", "--json", "--root", fixture("vmware-pvscsi")])
+        let part = try #require(((try withParts.json["disks"] as? [[String: Any]])?.first?["partitions"] as? [[String: Any]])?.first)
+        #expect(Set(part.keys) == [
+            "name", "devnode", "devno", "number", "startBytes", "sizeBytes", "fsType", "uuid", "label", "usage",
+            "partUUID", "partLabel", "mountpoints", "swap", "holders",
+        ])
+        #expect(part["mountpoints"] as? [String] == ["/mnt/retention"])
+    }
+
+    @Test func enableUUIDOnCapturedMachinesExitsAsDocumented() throws {
+        let off = try mtAgent(["check", "enable-uuid", "--root", fixture("vmware-pvscsi")])
+        #expect(off.status == 1)
+        #expect(off.stdout.contains("FAIL  enable-uuid:") && off.stdout.contains("sdc (0:0:2:0)"))
+        #expect(off.stdout.contains("disk.EnableUUID = TRUE"))
+        let cloned = try mtAgent(["check", "enable-uuid", "--json", "--root", fixture("vmware-cloned")])
+        #expect(cloned.status == 1)
+        let checks = try #require(try cloned.json["checks"] as? [[String: Any]])
+        let dup = try #require(checks.first { $0["id"] as? String == "unique-identity" })
+        #expect(dup["status"] as? String == "fail")
+        #expect(Set((dup["subjects"] as? [[String: Any]] ?? []).compactMap { $0["name"] as? String }) == ["sdb", "sdc"])
+        let good = try mtAgent(["check", "enable-uuid", "--root", fixture("vmware-lsi-sas")])
+        #expect(good.status == 0)
+        #expect(good.stdout.contains("PASS  enable-uuid: all 2 SCSI disks"))
+    }
 }

@@ -17,9 +17,9 @@ public struct CheckResult: Codable, Sendable, Equatable {
     /// A disk the status is about.
     public struct Subject: Codable, Sendable, Equatable {
         public var name: String
-        public var hctl: String?
-        public var wwid: String?
-        public var detail: String?
+        @Nullable public var hctl: String? = nil
+        @Nullable public var wwid: String? = nil
+        @Nullable public var detail: String? = nil
 
         public init(name: String, hctl: String?, wwid: String? = nil, detail: String? = nil) {
             self.name = name
@@ -36,7 +36,7 @@ public struct CheckResult: Codable, Sendable, Equatable {
     public var id: String
     public var status: Status
     public var message: String
-    public var fix: String?
+    @Nullable public var fix: String? = nil
     public var subjects: [Subject]
 
     public init(id: String, status: Status, message: String, fix: String? = nil, subjects: [Subject] = []) {
@@ -54,26 +54,4 @@ public struct CheckReport: Codable, Sendable, Equatable {
 
     /// 1 when any check failed, else 0 (warnings do not fail a run).
     public var exitCode: Int32 { checks.contains { $0.status == .fail } ? 1 : 0 }
-}
-
-extension CheckResult {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(status, forKey: .status)
-        try c.encode(message, forKey: .message)
-        try c.encode(fix, forKey: .fix)
-        try c.encode(subjects, forKey: .subjects)
-    }
-}
-
-extension CheckResult.Subject {
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(hctl, forKey: .hctl)
-        try c.encode(wwid, forKey: .wwid)
-        try c.encode(detail, forKey: .detail)
-    }
 }

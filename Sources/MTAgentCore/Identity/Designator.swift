@@ -35,9 +35,9 @@ public struct Designator: Codable, Sendable, Equatable, Hashable {
     public var association: Association
     public var value: String
     /// NAA format nibble (2, 3, 5, 6) for `naa` designators, else nil.
-    public var naaFormat: Int?
+    @Nullable public var naaFormat: Int? = nil
     /// Protocol identifier (SPC-4 table 442) when the PIV bit makes it meaningful, else nil.
-    public var protocolIdentifier: Int?
+    @Nullable public var protocolIdentifier: Int? = nil
 
     public init(
         type: Kind, codeSet: CodeSet, association: Association, value: String,
@@ -49,18 +49,5 @@ public struct Designator: Codable, Sendable, Equatable, Hashable {
         self.value = value
         self.naaFormat = naaFormat
         self.protocolIdentifier = protocolIdentifier
-    }
-}
-
-extension Designator {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(type, forKey: .type)
-        try c.encode(codeSet, forKey: .codeSet)
-        try c.encode(association, forKey: .association)
-        try c.encode(value, forKey: .value)
-        try c.encode(naaFormat, forKey: .naaFormat)
-        try c.encode(protocolIdentifier, forKey: .protocolIdentifier)
     }
 }

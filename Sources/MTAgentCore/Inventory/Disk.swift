@@ -17,38 +17,38 @@ public struct Disk: Codable, Sendable, Equatable {
     /// "major:minor", the key that ties mounts, swaps and holders to the disk.
     public var devno: String
     public var transport: Transport
-    public var hctl: String?
+    @Nullable public var hctl: String? = nil
     /// SCSI peripheral device type (0 disk, 5 CD/DVD, 0xE RBC); nil for non-SCSI devices.
-    public var scsiDeviceType: Int?
-    public var driver: String?
-    public var vendor: String?
-    public var model: String?
-    public var revision: String?
+    @Nullable public var scsiDeviceType: Int? = nil
+    @Nullable public var driver: String? = nil
+    @Nullable public var vendor: String? = nil
+    @Nullable public var model: String? = nil
+    @Nullable public var revision: String? = nil
     public var sizeBytes: UInt64
     public var logicalBlockSize: Int
     public var physicalBlockSize: Int
-    public var rotational: Bool?
+    @Nullable public var rotational: Bool? = nil
     public var removable: Bool
     public var readOnly: Bool
-    public var wwid: String?
-    public var serial: String?
+    @Nullable public var wwid: String? = nil
+    @Nullable public var serial: String? = nil
     public var designators: [Designator]
     /// The kernel's own `wwid` attribute, verbatim (evidence next to VPD 0x83).
-    public var kernelWWID: String?
-    public var udev: UdevProperties?
-    public var partitionTable: PartitionTable?
-    public var fsType: String?
-    public var uuid: String?
-    public var label: String?
-    public var usage: String?
+    @Nullable public var kernelWWID: String? = nil
+    @Nullable public var udev: UdevProperties? = nil
+    @Nullable public var partitionTable: PartitionTable? = nil
+    @Nullable public var fsType: String? = nil
+    @Nullable public var uuid: String? = nil
+    @Nullable public var label: String? = nil
+    @Nullable public var usage: String? = nil
     public var mountpoints: [String]
     public var swap: Bool
     public var partitions: [Partition]
     public var holders: [String]
     public var slaves: [String]
     /// For device-mapper devices: `dm/name` and `dm/uuid` (multipath maps use `mpath-<wwid>`).
-    public var dmName: String?
-    public var dmUUID: String?
+    @Nullable public var dmName: String? = nil
+    @Nullable public var dmUUID: String? = nil
     public var role: Role
     public var warnings: [String]
 
@@ -84,15 +84,15 @@ public struct Partition: Codable, Sendable, Equatable {
     public var name: String
     public var devnode: String
     public var devno: String
-    public var number: Int?
+    @Nullable public var number: Int? = nil
     public var startBytes: UInt64
     public var sizeBytes: UInt64
-    public var fsType: String?
-    public var uuid: String?
-    public var label: String?
-    public var usage: String?
-    public var partUUID: String?
-    public var partLabel: String?
+    @Nullable public var fsType: String? = nil
+    @Nullable public var uuid: String? = nil
+    @Nullable public var label: String? = nil
+    @Nullable public var usage: String? = nil
+    @Nullable public var partUUID: String? = nil
+    @Nullable public var partLabel: String? = nil
     public var mountpoints: [String]
     public var swap: Bool
     public var holders: [String]
@@ -111,7 +111,7 @@ public struct Partition: Codable, Sendable, Equatable {
 
 public struct PartitionTable: Codable, Sendable, Equatable {
     public var type: String
-    public var uuid: String?
+    @Nullable public var uuid: String? = nil
     public init(type: String, uuid: String?) {
         self.type = type
         self.uuid = uuid
@@ -141,8 +141,8 @@ extension Partition {
 
 /// What udevd recorded for the device, when udevd runs; never required.
 public struct UdevProperties: Codable, Sendable, Equatable {
-    public var idSerial: String?
-    public var idWWN: String?
+    @Nullable public var idSerial: String? = nil
+    @Nullable public var idWWN: String? = nil
     public var devlinks: [String]
     public init(idSerial: String?, idWWN: String?, devlinks: [String]) {
         self.idSerial = idSerial
@@ -172,88 +172,5 @@ public struct ProbeResult: Sendable, Equatable {
         self.partUUID = partUUID
         self.partLabel = partLabel
         self.partitionTable = partitionTable
-    }
-}
-
-extension Disk {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(devnode, forKey: .devnode)
-        try c.encode(devno, forKey: .devno)
-        try c.encode(transport, forKey: .transport)
-        try c.encode(hctl, forKey: .hctl)
-        try c.encode(scsiDeviceType, forKey: .scsiDeviceType)
-        try c.encode(driver, forKey: .driver)
-        try c.encode(vendor, forKey: .vendor)
-        try c.encode(model, forKey: .model)
-        try c.encode(revision, forKey: .revision)
-        try c.encode(sizeBytes, forKey: .sizeBytes)
-        try c.encode(logicalBlockSize, forKey: .logicalBlockSize)
-        try c.encode(physicalBlockSize, forKey: .physicalBlockSize)
-        try c.encode(rotational, forKey: .rotational)
-        try c.encode(removable, forKey: .removable)
-        try c.encode(readOnly, forKey: .readOnly)
-        try c.encode(wwid, forKey: .wwid)
-        try c.encode(serial, forKey: .serial)
-        try c.encode(designators, forKey: .designators)
-        try c.encode(kernelWWID, forKey: .kernelWWID)
-        try c.encode(udev, forKey: .udev)
-        try c.encode(partitionTable, forKey: .partitionTable)
-        try c.encode(fsType, forKey: .fsType)
-        try c.encode(uuid, forKey: .uuid)
-        try c.encode(label, forKey: .label)
-        try c.encode(usage, forKey: .usage)
-        try c.encode(mountpoints, forKey: .mountpoints)
-        try c.encode(swap, forKey: .swap)
-        try c.encode(partitions, forKey: .partitions)
-        try c.encode(holders, forKey: .holders)
-        try c.encode(slaves, forKey: .slaves)
-        try c.encode(dmName, forKey: .dmName)
-        try c.encode(dmUUID, forKey: .dmUUID)
-        try c.encode(role, forKey: .role)
-        try c.encode(warnings, forKey: .warnings)
-    }
-}
-
-extension Partition {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(name, forKey: .name)
-        try c.encode(devnode, forKey: .devnode)
-        try c.encode(devno, forKey: .devno)
-        try c.encode(number, forKey: .number)
-        try c.encode(startBytes, forKey: .startBytes)
-        try c.encode(sizeBytes, forKey: .sizeBytes)
-        try c.encode(fsType, forKey: .fsType)
-        try c.encode(uuid, forKey: .uuid)
-        try c.encode(label, forKey: .label)
-        try c.encode(usage, forKey: .usage)
-        try c.encode(partUUID, forKey: .partUUID)
-        try c.encode(partLabel, forKey: .partLabel)
-        try c.encode(mountpoints, forKey: .mountpoints)
-        try c.encode(swap, forKey: .swap)
-        try c.encode(holders, forKey: .holders)
-    }
-}
-
-extension PartitionTable {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(type, forKey: .type)
-        try c.encode(uuid, forKey: .uuid)
-    }
-}
-
-extension UdevProperties {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(idSerial, forKey: .idSerial)
-        try c.encode(idWWN, forKey: .idWWN)
-        try c.encode(devlinks, forKey: .devlinks)
     }
 }

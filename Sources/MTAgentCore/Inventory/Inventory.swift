@@ -13,12 +13,12 @@ public struct Inventory: Codable, Sendable, Equatable {
 }
 
 public struct Host: Codable, Sendable, Equatable {
-    public var hypervisor: String?
-    public var hostname: String?
-    public var kernel: String?
-    public var os: String?
-    public var systemVendor: String?
-    public var productName: String?
+    @Nullable public var hypervisor: String? = nil
+    @Nullable public var hostname: String? = nil
+    @Nullable public var kernel: String? = nil
+    @Nullable public var os: String? = nil
+    @Nullable public var systemVendor: String? = nil
+    @Nullable public var productName: String? = nil
     /// "/" for the live machine, else the `--root` the inventory was read from.
     public var root: String
     /// How block devices were enumerated: "udev" (live) or "sysfs" (a `--root` tree).
@@ -59,21 +59,5 @@ public struct Host: Codable, Sendable, Equatable {
         if vendor.contains("innotek") || product.contains("virtualbox") { return "virtualbox" }
         if vendor.contains("parallels") { return "parallels" }
         return cpuHypervisorFlag ? "unknown" : nil
-    }
-}
-
-extension Host {
-    /// Encodes absent values as `null`: the JSON contract lists every field.
-    public func encode(to encoder: any Encoder) throws {
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(hypervisor, forKey: .hypervisor)
-        try c.encode(hostname, forKey: .hostname)
-        try c.encode(kernel, forKey: .kernel)
-        try c.encode(os, forKey: .os)
-        try c.encode(systemVendor, forKey: .systemVendor)
-        try c.encode(productName, forKey: .productName)
-        try c.encode(root, forKey: .root)
-        try c.encode(source, forKey: .source)
-        try c.encode(udevRunning, forKey: .udevRunning)
     }
 }
