@@ -10,4 +10,7 @@ int mt_blk_sszget(int fd, int *logical_block_size);
 int mt_blk_pbszget(int fd, unsigned int *physical_block_size);
 int mt_blk_roget(int fd, int *read_only);
 
+/// The kernel's NTP discipline state (adjtimex): 1 synchronised, 0 not, -1 on error.
+int mt_clock_synchronized(void);
+
 #endif
