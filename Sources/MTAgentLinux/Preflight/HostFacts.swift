@@ -1,4 +1,5 @@
 import CMTShim
+import Glibc
 import MTAgentCore
 
 /// Facts about the machine that preflight checks need beyond the disk inventory, read through
@@ -8,7 +9,10 @@ public struct HostFacts: Sendable {
 
     public init(files: SystemFiles) { self.files = files }
 
-    public var hostname: String? { files.text("/proc/sys/kernel/hostname") }
+    /// nil when unset (the kernel says "(none)").
+    public var hostname: String? {
+        files.text("/proc/sys/kernel/hostname").flatMap { $0 == "(none)" ? nil : $0 }
+    }
     public var hosts: String? { files.text("/etc/hosts") }
 
     /// Every non-loopback, non-link-local address of the machine: IPv4 from the kernel's local
@@ -89,7 +93,11 @@ public struct HostFacts: Sendable {
             let fields = line.split(separator: " ", omittingEmptySubsequences: true)
             guard fields.count >= 6, fields[3] == "00", fields[0].count == 32 else { return nil }
             let hex = Array(fields[0])
-            return stride(from: 0, to: 32, by: 4).map { String(hex[$0..<$0 + 4]) }.joined(separator: ":")
+            var bytes = stride(from: 0, to: 32, by: 2).compactMap { UInt8(String(hex[$0..<$0 + 2]), radix: 16) }
+            guard bytes.count == 16 else { return nil }
+            var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
+            guard inet_ntop(AF_INET6, &bytes, &text, socklen_t(text.count)) != nil else { return nil }
+            return String(cString: text)
         }
     }
 }
