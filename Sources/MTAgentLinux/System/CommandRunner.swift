@@ -43,6 +43,9 @@ public struct ProcessRunner: CommandRunning {
             close(out[0]); close(out[1])
             throw CommandError.spawn(argv[0], errno: errno)
         }
+        // Close-on-exec, so a child spawned concurrently from another thread does not inherit
+        // them and hold our pipes open; dup2 onto 1 and 2 clears the flag for this child.
+        for fd in out + err { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
         var actions = posix_spawn_file_actions_t()
         posix_spawn_file_actions_init(&actions)
         defer { posix_spawn_file_actions_destroy(&actions) }
