@@ -11,6 +11,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
     ],
     targets: [
         // Entry point only: everything it does lives in MTAgentCLI.
@@ -24,6 +26,7 @@ let package = Package(
             dependencies: [
                 "MTAgentCore",
                 "MTAgentLinux",
+                "MTAgentSetup",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -43,6 +46,19 @@ let package = Package(
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
         ),
+        // `mt-agent setup`: the steps that make a VM a master target, each with check/apply/revert,
+        // their backups and state file, and the TLS identity and passphrase key they create.
+        .target(
+            name: "MTAgentSetup",
+            dependencies: [
+                "MTAgentCore",
+                "MTAgentLinux",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "_CryptoExtras", package: "swift-crypto"),
+                .product(name: "X509", package: "swift-certificates"),
+            ]
+        ),
         .systemLibrary(
             name: "CUdev",
             pkgConfig: "libudev",
@@ -60,6 +76,7 @@ let package = Package(
         // Fixture machines live in Tests/Fixtures, outside every target: they are sysfs captures
         // whose kernel symlinks form cycles that SwiftPM must never walk.
         .testTarget(name: "MTAgentLinuxTests", dependencies: ["MTAgentLinux", "MTAgentCore"]),
+        .testTarget(name: "MTAgentSetupTests", dependencies: ["MTAgentSetup", "MTAgentLinux", "MTAgentCore"]),
         .testTarget(
             name: "EndToEndTests",
             dependencies: ["MTAgentCore"]

@@ -10,7 +10,7 @@ public struct MTAgent: ParsableCommand {
             'mt-agent check enable-uuid' to confirm every SCSI disk carries a stable identity.
             """,
         version: MTAgentVersion.string,
-        subcommands: [DisksCommand.self, CheckCommand.self, CollectCommand.self]
+        subcommands: [DisksCommand.self, CheckCommand.self, PreflightCommand.self, CollectCommand.self, SetupCommand.self]
     )
 
     public init() {}

@@ -1,0 +1,195 @@
+import Glibc
+import MTAgentCore
+import MTAgentLinux
+
+/// `/etc/mt-agent/mt-agent.conf`: what `serve` listens on, where the retention volume is, the
+/// replication policy and where the TLS identity and passphrase key live.
+///
+/// The format is deliberately plain — `key = value` lines, `#` comments, blank lines — so an admin
+/// can edit it with any editor and a bad edit is reported as one line naming the key. Keys left out
+/// keep their defaults.
+public struct AgentConfig: Sendable, Equatable {
+    public var listenAddress: String = "0.0.0.0"
+    public var port: Int = 9443
+    public var retentionPath: String = "/mnt/retention"
+    public var rpoThreshold = ConfigDuration(text: "15m", seconds: 15 * 60)
+    public var retentionWindow = ConfigDuration(text: "24h", seconds: 24 * 3600)
+    public var appConsistentFrequency = ConfigDuration(text: "60m", seconds: 60 * 60)
+    public var spacePolicy: SpacePolicy = .pruneOldest
+    public var tlsCertificate: String = AgentPaths.tlsCertificate
+    public var tlsKey: String = AgentPaths.tlsKey
+    public var passphraseKey: String = AgentPaths.passphraseKey
+
+    public init() {}
+
+    public init(retentionPath: String) {
+        self.retentionPath = retentionPath
+    }
+
+    /// What to do when the retention volume runs short (DESIGN §7).
+    public enum SpacePolicy: String, Sendable, Equatable, CaseIterable {
+        /// Drop the oldest recovery points, with a loud warning.
+        case pruneOldest = "prune-oldest"
+        /// Stop accepting writes until space is freed.
+        case stop
+    }
+
+    /// The keys in file order, with the comment written above each.
+    static let keys: [(key: String, comment: String)] = [
+        ("listen_address", "Address the replication service listens on (IPv4 or IPv6; 0.0.0.0 = every interface)."),
+        ("port", "TCP port of the replication service (TLS 1.3)."),
+        ("retention_path", "Mount point of the retention volume: undo journal and recovery-point catalog."),
+        ("rpo_threshold", "Warn when a group's newest recovery point is older than this (s, m, h, d)."),
+        ("retention_window", "Keep recovery points this long."),
+        ("app_consistent_frequency", "Expected interval between app-consistent tags; a longer gap is reported."),
+        ("space_policy", "When the retention volume runs short: prune-oldest (drop the oldest points, loudly) or stop."),
+        ("tls_certificate", "The service's self-signed certificate; senders pin its SHA-256 fingerprint."),
+        ("tls_key", "Its private key (mode 0600)."),
+        ("passphrase_key", "The key derived from the replication passphrase (mode 0600); never the passphrase."),
+    ]
+
+    private func value(of key: String) -> String {
+        switch key {
+        case "listen_address": listenAddress
+        case "port": String(port)
+        case "retention_path": retentionPath
+        case "rpo_threshold": rpoThreshold.text
+        case "retention_window": retentionWindow.text
+        case "app_consistent_frequency": appConsistentFrequency.text
+        case "space_policy": spacePolicy.rawValue
+        case "tls_certificate": tlsCertificate
+        case "tls_key": tlsKey
+        case "passphrase_key": passphraseKey
+        default: ""
+        }
+    }
+
+    /// The documented file setup writes.
+    public func render() -> String {
+        var out = """
+            # mt-agent configuration, written by `mt-agent setup`. Edit freely: setup never
+            # overwrites this file once it exists. Format: `key = value`; `#` starts a comment;
+            # a key left out keeps its default. Restart mt-agent.service after a change.
+
+            """
+        for (key, comment) in Self.keys {
+            out += "\n# \(comment)\n\(key) = \(value(of: key))\n"
+        }
+        return out
+    }
+
+    /// Parses the file; `path` only names the file in errors.
+    public static func parse(_ text: String, path: String = AgentPaths.config) throws -> AgentConfig {
+        var config = AgentConfig()
+        var seen: Set<String> = []
+        for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
+            let line = String(raw).trimmingWhitespace()
+            if line.isEmpty || line.hasPrefix("#") { continue }
+            let number = index + 1
+            func fail(_ key: String?, _ problem: String) -> AgentConfigError {
+                AgentConfigError(path: path, line: number, key: key, problem: problem)
+            }
+            guard let eq = line.firstIndex(of: "=") else {
+                throw fail(nil, "expected `key = value`, found \"\(line)\"")
+            }
+            let key = String(line[..<eq]).trimmingWhitespace()
+            let value = String(line[line.index(after: eq)...]).trimmingWhitespace()
+            guard Self.keys.contains(where: { $0.key == key }) else {
+                throw fail(key, "unknown key (known: \(Self.keys.map(\.key).joined(separator: ", ")))")
+            }
+            guard seen.insert(key).inserted else { throw fail(key, "set twice") }
+            guard !value.isEmpty else { throw fail(key, "no value") }
+            switch key {
+            case "listen_address":
+                guard isIPAddress(value) else { throw fail(key, "\"\(value)\" is not an IPv4 or IPv6 address") }
+                config.listenAddress = value
+            case "port":
+                guard let port = Int(value), (1...65535).contains(port) else {
+                    throw fail(key, "\"\(value)\" is not a TCP port (1–65535)")
+                }
+                config.port = port
+            case "rpo_threshold", "retention_window", "app_consistent_frequency":
+                guard let duration = ConfigDuration(value), duration.seconds > 0 else {
+                    throw fail(key, "\"\(value)\" is not a duration (e.g. 30s, 15m, 24h, 7d)")
+                }
+                switch key {
+                case "rpo_threshold": config.rpoThreshold = duration
+                case "retention_window": config.retentionWindow = duration
+                default: config.appConsistentFrequency = duration
+                }
+            case "space_policy":
+                guard let policy = SpacePolicy(rawValue: value) else {
+                    throw fail(key, "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
+                }
+                config.spacePolicy = policy
+            default:  // paths
+                guard value.hasPrefix("/") else { throw fail(key, "\"\(value)\" is not an absolute path") }
+                switch key {
+                case "retention_path": config.retentionPath = value
+                case "tls_certificate": config.tlsCertificate = value
+                case "tls_key": config.tlsKey = value
+                default: config.passphraseKey = value
+                }
+            }
+        }
+        return config
+    }
+
+    /// Reads and parses the config under the system root.
+    public static func load(from system: SystemFiles, path: String = AgentPaths.config) throws -> AgentConfig {
+        guard let bytes = system.read(path) else {
+            throw AgentConfigError(path: path, line: nil, key: nil, problem: "missing or unreadable; run `mt-agent setup` to write it")
+        }
+        return try parse(String(decoding: bytes, as: UTF8.self), path: path)
+    }
+
+    static func isIPAddress(_ s: String) -> Bool {
+        var v4 = in_addr()
+        var v6 = in6_addr()
+        return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
+    }
+}
+
+/// A duration as the admin wrote it (`15m`), with its length; equal when the lengths are.
+public struct ConfigDuration: Sendable, Equatable, CustomStringConvertible {
+    public var text: String
+    public var seconds: Int
+
+    init(text: String, seconds: Int) {
+        self.text = text
+        self.seconds = seconds
+    }
+
+    /// `30s`, `15m`, `24h`, `7d`, or a bare number of seconds.
+    public init?(_ text: String) {
+        guard let last = text.last else { return nil }
+        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
+        var digits = Substring(text)
+        var unit = 1
+        if let u = units[last] {
+            unit = u
+            digits = digits.dropLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+              let n = Int(digits), n <= Int.max / unit
+        else { return nil }
+        self.text = text
+        self.seconds = n * unit
+    }
+
+    public static func == (a: ConfigDuration, b: ConfigDuration) -> Bool { a.seconds == b.seconds }
+    public var description: String { text }
+}
+
+/// A config problem as one line: `/etc/mt-agent/mt-agent.conf line 4: port: "99999" is not a TCP port (1–65535)`.
+public struct AgentConfigError: Error, Equatable, CustomStringConvertible {
+    public var path: String
+    public var line: Int?
+    public var key: String?
+    public var problem: String
+
+    public var description: String {
+        let location = line.map { "\(path) line \($0)" } ?? path
+        return "\(location): " + (key.map { "\($0): " } ?? "") + problem
+    }
+}

@@ -1,0 +1,102 @@
+import MTAgentLinux
+import Testing
+
+@testable import MTAgentSetup
+
+@Suite("mt-agent.conf", .tags(.small))
+struct IdentityConfigTests {
+    @Test func defaultRendersDocumentedAndRoundTrips() throws {
+        let config = AgentConfig(retentionPath: "/srv/retention")
+        let text = config.render()
+        for line in [
+            "listen_address = 0.0.0.0", "port = 9443", "retention_path = /srv/retention", "rpo_threshold = 15m",
+            "retention_window = 24h", "app_consistent_frequency = 60m", "space_policy = prune-oldest",
+            "tls_certificate = /etc/mt-agent/tls/cert.pem", "tls_key = /etc/mt-agent/tls/key.pem",
+            "passphrase_key = /etc/mt-agent/passphrase.key",
+        ] {
+            #expect(text.contains("\n\(line)\n"), "missing \(line)")
+        }
+        // Every key carries a comment above it.
+        #expect(text.split(separator: "\n").filter { $0.hasPrefix("# ") }.count >= AgentConfig.keys.count)
+        let parsed = try AgentConfig.parse(text)
+        #expect(parsed == config)
+        #expect(parsed.rpoThreshold.seconds == 900)
+        #expect(parsed.retentionWindow.seconds == 86400)
+        #expect(parsed.appConsistentFrequency.seconds == 3600)
+        #expect(parsed.render() == text)
+    }
+
+    @Test func editedValuesAndOmittedKeys() throws {
+        let config = try AgentConfig.parse("""
+            # only a few keys
+            port=10443
+              listen_address =  ::1   
+            rpo_threshold = 90s
+            retention_window = 7d
+            space_policy = stop
+            """)
+        #expect(config.port == 10443)
+        #expect(config.listenAddress == "::1")
+        #expect(config.rpoThreshold.seconds == 90)
+        #expect(config.retentionWindow.seconds == 7 * 86400)
+        #expect(config.spacePolicy == .stop)
+        #expect(config.retentionPath == "/mnt/retention")  // default kept
+        #expect(config.tlsKey == AgentPaths.tlsKey)
+    }
+
+    @Test(arguments: [
+        ("port = 99999", "/etc/mt-agent/mt-agent.conf line 2: port: \"99999\" is not a TCP port (1–65535)"),
+        ("port = nine", "/etc/mt-agent/mt-agent.conf line 2: port: \"nine\" is not a TCP port (1–65535)"),
+        ("listen_address = example.com", "/etc/mt-agent/mt-agent.conf line 2: listen_address: \"example.com\" is not an IPv4 or IPv6 address"),
+        ("rpo_threshold = 15x", "/etc/mt-agent/mt-agent.conf line 2: rpo_threshold: \"15x\" is not a duration (e.g. 30s, 15m, 24h, 7d)"),
+        ("retention_window = 0h", "/etc/mt-agent/mt-agent.conf line 2: retention_window: \"0h\" is not a duration (e.g. 30s, 15m, 24h, 7d)"),
+        ("space_policy = delete-all", "/etc/mt-agent/mt-agent.conf line 2: space_policy: \"delete-all\" is not one of prune-oldest, stop"),
+        ("retention_path = mnt/retention", "/etc/mt-agent/mt-agent.conf line 2: retention_path: \"mnt/retention\" is not an absolute path"),
+        ("tls_key =", "/etc/mt-agent/mt-agent.conf line 2: tls_key: no value"),
+        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key)"),
+        ("port 9443", "/etc/mt-agent/mt-agent.conf line 2: expected `key = value`, found \"port 9443\""),
+        ("port = 9443\nport = 9444", "/etc/mt-agent/mt-agent.conf line 3: port: set twice"),
+    ])
+    func badInputIsOneLineNamingKeyAndProblem(line: String, message: String) {
+        do {
+            _ = try AgentConfig.parse("# edited\n" + line + "\n")
+            Issue.record("accepted \(line)")
+        } catch {
+            #expect("\(error)" == message)
+            #expect(!"\(error)".contains("\n"))
+        }
+    }
+
+    @Test func loadMissingSaysWhatToDo() throws {
+        let root = try IdentityScratchRoot()
+        #expect(throws: AgentConfigError(path: AgentPaths.config, line: nil, key: nil, problem: "missing or unreadable; run `mt-agent setup` to write it")) {
+            try AgentConfig.load(from: RootedFiles(root: root.root))
+        }
+    }
+
+    @Test func stepWritesOnceAndNeverOverwrites() throws {
+        let root = try IdentityScratchRoot()
+        var options = SetupOptions()
+        options.retentionPath = "/data/retention"
+        let context = identityContext(root, options: options)
+        let step = ConfigFileStep()
+        guard case .needed = try step.check(context) else {
+            Issue.record("a missing config should be needed")
+            return
+        }
+        _ = try step.apply(context)
+        #expect(root.mode(AgentPaths.config) == 0o644)
+        #expect(try AgentConfig.load(from: context.system).retentionPath == "/data/retention")
+        #expect(try step.check(context) == .done)
+
+        // The admin's edit stays; a broken edit blocks with the parser's line, and nothing is written.
+        try root.put(AgentPaths.config, "port = 10443\n")
+        #expect(try step.check(context) == .done)
+        try root.put(AgentPaths.config, "port = 10443\nspace_policy = yolo\n")
+        let writes = root.writes.count
+        #expect(try step.check(context) == .blocked(
+            "/etc/mt-agent/mt-agent.conf line 2: space_policy: \"yolo\" is not one of prune-oldest, stop; fix the file, or move it away for setup to write the default"))
+        #expect(root.writes.count == writes)
+        #expect(root.text(AgentPaths.config) == "port = 10443\nspace_policy = yolo\n")
+    }
+}
