@@ -151,7 +151,7 @@ struct SetupCommandTests {
         #expect(
             steps.map { $0["id"] as? String } == [
                 "os", "packages", "multipath", "lvm", "mdadm", "initramfs", "udev", "core-dumps", "config", "tls", "passphrase",
-                "service-unit", "service-enable",
+                "retention", "service-unit", "service-enable",
             ])
         #expect(steps.first?["state"] as? String == "done")  // RHEL 8 is supported
         #expect(steps.first { $0["id"] as? String == "multipath" }?["state"] as? String == "needed")

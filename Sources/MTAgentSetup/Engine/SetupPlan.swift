@@ -1,12 +1,12 @@
 /// The steps of `mt-agent setup`, in the order they run. Order matters: the OS and packages are
 /// checked before anything is changed; the initramfs is rebuilt after the configs it carries;
-/// the identity exists before the unit that serves with it; the unit is installed before it is
-/// enabled.
+/// the identity and the retention volume exist before the unit that serves with them; the unit
+/// is installed before it is enabled.
 public enum SetupPlan {
     public static func steps(options: SetupOptions, kdf: KDFParameters = .standard) -> [SetupStep] {
         [OSSupportStep(), RequiredToolsStep()]
             + systemFileSteps
-            + [ConfigFileStep(), TLSIdentityStep(), PassphraseStep(parameters: kdf)]
+            + [ConfigFileStep(), TLSIdentityStep(), PassphraseStep(parameters: kdf), RetentionVolumeStep()]
             + serviceSteps
     }
 
