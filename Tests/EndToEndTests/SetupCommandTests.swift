@@ -197,6 +197,19 @@ struct SetupCommandTests {
         #expect(machine.tree() == before)
     }
 
+    @Test func aLoosePassphraseFileIsRefusedBeforeAnythingChanges() throws {
+        let machine = try Machine("centos7")
+        defer { machine.cleanup() }
+        let before = machine.tree()
+        let loose = machine.dir.appendingPathComponent("loose").path
+        FileManager.default.createFile(atPath: loose, contents: Data("secret\n".utf8), attributes: [.posixPermissions: 0o644])
+        let looseRun = try mtAgent(["setup", "--root", machine.root, "--yes", "--passphrase-file", loose])
+        #expect(looseRun.status == 1)
+        #expect(looseRun.stderr == "mt-agent: error: passphrase is blocked: passphrase file \(loose) is readable by group/others (mode 0644); chmod 600 \(loose); nothing was changed\n")
+
+        #expect(machine.tree() == before, "a blocked plan changed files")
+    }
+
     @Test func revertRestoresEveryFileByteForByte() throws {
         let machine = try Machine("centos7")
         defer { machine.cleanup() }

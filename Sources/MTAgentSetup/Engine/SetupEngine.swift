@@ -84,11 +84,20 @@ public struct SetupEngine: Sendable {
 
     // MARK: Apply
 
-    /// Applies every needed step in order, stopping at the first blocked step or failure, then
-    /// verifies what it applied. A plan with a failed check changes nothing.
+    /// Applies every needed step in order, stopping at a failure, then verifies what it applied.
+    /// A plan with a failed check or a blocked step changes nothing: the admin fixes what the
+    /// plan says (a loose passphrase file, a missing tool, a disk without identity) and runs
+    /// setup again, rather than being left with half a master target.
     public func apply() throws -> SetupReport {
         var report = try plan()
         report.mode = .apply
+        guard report.result != .failed else { return report }
+        if let blocked = report.steps.first(where: { $0.state == .blocked }) {
+            report.result = .stopped
+            report.message = "\(blocked.id) is blocked: \(blocked.detail ?? "see the plan"); nothing was changed"
+            for j in report.steps.indices where report.steps[j].state == .needed { report.steps[j].action = .notReached }
+            return report
+        }
         guard report.result == .planned else { return report }
 
         let lock = try SetupRunLock(path: host(SetupPaths.lock))
