@@ -66,7 +66,7 @@ struct SetupStepTests {
     /// systemctl as far as the enable step uses it: `is-enabled` answers from what `enable` and
     /// `disable` did.
     final class FakeSystemctl: CommandRunning, @unchecked Sendable {
-        let lock = SetupLock()
+        let lock = Lock()
         var commands: [[String]] = []
         var enabled = false
 

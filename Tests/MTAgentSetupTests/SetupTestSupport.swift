@@ -123,7 +123,7 @@ struct TreeSnapshot: Equatable, CustomStringConvertible {
 
 /// Records every command and answers from a script: the first rule whose prefix matches.
 final class SetupFakeRunner: CommandRunning, @unchecked Sendable {
-    private let lock = SetupLock()
+    private let lock = Lock()
     private var _commands: [[String]] = []
     var rules: [(prefix: [String], result: CommandResult, effect: () -> Void)] = []
 
@@ -188,7 +188,7 @@ func setupContext(
 
 /// Records every failpoint a run passes, in order.
 final class FailpointRecorder: @unchecked Sendable {
-    private let lock = SetupLock()
+    private let lock = Lock()
     private var _points: [String] = []
     var points: [String] { lock.withLock { _points } }
     var failpoint: Failpoint {

@@ -26,8 +26,8 @@ public enum MountInfo {
         }
     }
 
-    /// The kernel escapes space, tab, newline and backslash as `\NNN` octal.
-    static func unescape(_ s: String) -> String {
+    /// The kernel (mountinfo, swaps) and fstab escape space, tab, newline and backslash as `\NNN` octal.
+    public static func unescape(_ s: String) -> String {
         guard s.contains("\\") else { return s }
         var out: [UInt8] = []
         let bytes = Array(s.utf8)

@@ -207,7 +207,7 @@ public struct Discovery: Sendable {
 /// One slot per probe; each concurrent iteration writes only its own index.
 private final class ProbeResults: @unchecked Sendable {
     private var slots: [Result<ProbeResult, ProbeError>?]
-    private let lock = NSLockLike()
+    private let lock = Lock()
 
     init(count: Int) { slots = Array(repeating: nil, count: count) }
 

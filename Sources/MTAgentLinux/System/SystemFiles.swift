@@ -115,7 +115,7 @@ public final class AccessRecorder: @unchecked Sendable {
         case link(String)
     }
 
-    private let lock = NSLockLike()
+    private let lock = Lock()
     private var accesses: [Access] = []
     private var seen: Set<Access> = []
 
@@ -128,18 +128,6 @@ public final class AccessRecorder: @unchecked Sendable {
     }
 
     public var recorded: [Access] { lock.withLock { accesses } }
-}
-
-/// A pthread mutex; Foundation's NSLock is not needed for this one job.
-final class NSLockLike: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
 }
 
 /// Path arithmetic on absolute, slash-separated paths (no Foundation needed).

@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import MTAgentLinux
 
 /// The machine's files under `--root`, as setup changes them. Before a path is changed for the
 /// first time (in this run or any earlier one not yet reverted) its original — bytes, mode,
@@ -10,7 +11,7 @@ public final class RootedSetupFiles: SetupFileSystem, @unchecked Sendable {
     public let root: String
     let store: SetupStateStore
     let failpoint: Failpoint
-    private let lock = SetupLock()
+    private let lock = Lock()
     private var _logger: Logger
     private var _step: String?
 

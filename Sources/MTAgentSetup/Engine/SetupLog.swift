@@ -1,5 +1,6 @@
 import Glibc
 import Logging
+import MTAgentLinux
 
 /// The time, for log lines; behind a protocol so tests can fix it.
 public protocol SetupClock: Sendable {
@@ -22,7 +23,7 @@ public struct SystemClock: SetupClock {
 final class SetupLogFile: @unchecked Sendable {
     let path: String
     let clock: SetupClock
-    private let lock = SetupLock()
+    private let lock = Lock()
     private var fd: Int32 = -1
     private var failed = false
 

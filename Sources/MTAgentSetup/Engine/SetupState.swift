@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Glibc
 import MTAgentCore
+import MTAgentLinux
 
 /// Where setup keeps its own files, as absolute paths on the machine (under `--root`).
 public enum SetupPaths {
@@ -92,7 +93,7 @@ public struct BackupEntry: Codable, Equatable, Sendable {
 /// (backups), so each change is recorded before it is made.
 final class SetupStateStore: @unchecked Sendable {
     let root: String
-    private let lock = SetupLock()
+    private let lock = Lock()
     private var current: SetupState
     private(set) var existed: Bool
 
@@ -157,14 +158,3 @@ final class SetupStateStore: @unchecked Sendable {
     }
 }
 
-/// A pthread mutex.
-final class SetupLock: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () throws -> T) rethrows -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return try body()
-    }
-}

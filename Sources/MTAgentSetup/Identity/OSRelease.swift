@@ -62,20 +62,7 @@ public struct OSRelease: Sendable, Equatable, Codable {
     private static func unquote(_ value: Substring) -> String {
         let v = String(value).trimmingWhitespace()
         if v.count >= 2, v.first == "'", v.last == "'" { return String(v.dropFirst().dropLast()) }
-        guard v.count >= 2, v.first == "\"", v.last == "\"" else { return String(v) }
-        var out = ""
-        var escaped = false
-        for c in v.dropFirst().dropLast() {
-            if escaped {
-                out.append(c)
-                escaped = false
-            } else if c == "\\" {
-                escaped = true
-            } else {
-                out.append(c)
-            }
-        }
-        return out
+        return BraceConfig.unquote(v)
     }
 }
 

@@ -493,8 +493,8 @@ enum Fstab {
             let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
             guard fields.count >= 2, !fields[0].hasPrefix("#") else { return nil }
             return Entry(
-                line: index + 1, spec: unescape(String(fields[0])),
-                mountPoint: Paths.normalize(unescape(String(fields[1]))),
+                line: index + 1, spec: MountInfo.unescape(String(fields[0])),
+                mountPoint: Paths.normalize(MountInfo.unescape(String(fields[1]))),
                 fsType: fields.count > 2 ? String(fields[2]) : "")
         }
     }
@@ -516,24 +516,5 @@ enum Fstab {
             }
         }
         return out
-    }
-
-    static func unescape(_ s: String) -> String {
-        guard s.contains("\\") else { return s }
-        var out: [UInt8] = []
-        let bytes = Array(s.utf8)
-        var i = 0
-        while i < bytes.count {
-            if bytes[i] == UInt8(ascii: "\\"), i + 3 < bytes.count,
-                bytes[(i + 1)...(i + 3)].allSatisfy({ (0x30...0x37).contains($0) })
-            {
-                out.append(UInt8(truncatingIfNeeded: bytes[(i + 1)...(i + 3)].reduce(0) { $0 * 8 + Int($1 - 0x30) }))
-                i += 4
-                continue
-            }
-            out.append(bytes[i])
-            i += 1
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
