@@ -189,6 +189,7 @@ struct SetupCommandTests {
             (["--retention-device", "/dev/sda", "--format", "xfs", "--force-format", "/dev/sdb"], "--force-format must name the --retention-device"),
             (["--revert", "--install-packages"], "--revert undoes what setup did"),
             (["--dry-run", "--yes"], "--dry-run changes nothing"),
+            (["--yes", "--install-packages"], "it cannot install into --root"),
         ] {
             let r = try mtAgent(["setup", "--root", machine.root] + args)
             #expect(r.status != 0)

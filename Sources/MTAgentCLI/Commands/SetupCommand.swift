@@ -80,6 +80,10 @@ struct SetupCommand: ParsableCommand {
         if dryRun && yes {
             throw ValidationError("--dry-run changes nothing and --yes applies: give one of them")
         }
+        // The package manager that would run is this machine's, not the one of the tree under --root.
+        if installPackages && RootedFiles(root: system.root).root != "/" {
+            throw ValidationError("--install-packages installs on this machine; it cannot install into --root \(system.root): run the printed install command there")
+        }
     }
 
     func run() throws {
