@@ -28,11 +28,6 @@ struct EnableUUIDCheckCommand: ParsableCommand {
     func run() throws {
         let inventory = try system.inventory()
         let report = CheckReport(checks: EnableUUIDCheck.evaluate(inventory))
-        if output.json {
-            print(try JSONOutput.encode(report))
-        } else {
-            print(CheckTable.render(report), terminator: "")
-        }
-        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+        try finish(report, json: output.json)
     }
 }

@@ -31,14 +31,10 @@ struct PreflightCommand: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        if output.json {
-            print(try JSONOutput.encode(report))
-        } else {
-            print(CheckTable.render(report), terminator: "")
-            let failed = report.checks.filter { $0.status == .fail }.count
-            let warned = report.checks.filter { $0.status == .warn }.count
-            print(failed == 0 ? "preflight: ready (\(warned) warnings)" : "preflight: \(failed) checks failed, \(warned) warnings")
-        }
-        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+        let failed = report.checks.filter { $0.status == .fail }.count
+        let warned = report.checks.filter { $0.status == .warn }.count
+        try finish(
+            report, json: output.json,
+            verdict: failed == 0 ? "preflight: ready (\(warned) warnings)" : "preflight: \(failed) checks failed, \(warned) warnings")
     }
 }

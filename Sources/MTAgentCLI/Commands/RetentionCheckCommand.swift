@@ -53,11 +53,6 @@ struct RetentionCheckCommand: ParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        if output.json {
-            print(try JSONOutput.encode(report))
-        } else {
-            print(CheckTable.render(report), terminator: "")
-        }
-        if report.exitCode != 0 { throw ExitCode(report.exitCode) }
+        try finish(report, json: output.json)
     }
 }

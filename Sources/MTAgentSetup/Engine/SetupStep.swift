@@ -119,3 +119,15 @@ public struct SetupContext: Sendable {
 
     public var root: String { files.root }
 }
+
+extension SetupContext {
+    /// The state of a file setup owns whole (a unit, a drop-in, a rules file): done when it holds
+    /// exactly `content`, otherwise needed with `installing` (absent) or a replace note.
+    func ownedFileState(_ path: String, content: [UInt8], installing: String, what: String) throws -> StepState {
+        guard let existing = files.read(path) else {
+            if files.exists(path) { throw SetupError.unreadable(path: path) }
+            return .needed(installing)
+        }
+        return existing == content ? .done : .needed("replace \(path) (it differs from this version's\(what))")
+    }
+}

@@ -153,53 +153,13 @@ public enum TLSIdentityError: Error, Equatable, CustomStringConvertible {
 public enum HostIdentity {
     /// The kernel's hostname, else `/etc/hostname`, else `localhost`.
     public static func hostname(_ system: SystemFiles) -> String {
-        if let name = system.text("/proc/sys/kernel/hostname"), name != "(none)" { return name }
+        if let name = HostFacts(files: system).hostname { return name }
         if let name = system.text("/etc/hostname")?.split(whereSeparator: \.isWhitespace).first { return String(name) }
         return "localhost"
     }
 
-    /// Every non-loopback unicast address of the machine: IPv4 from `/proc/net/fib_trie` (its
-    /// `/32 host LOCAL` entries), IPv6 of global scope from `/proc/net/if_inet6`. Sorted, unique.
+    /// Every non-loopback unicast address of the machine (`HostFacts.addresses`), sorted.
     public static func addresses(_ system: SystemFiles) -> [String] {
-        var result: Set<String> = []
-        if let trie = system.read("/proc/net/fib_trie") {
-            result.formUnion(ipv4Local(fibTrie: String(decoding: trie, as: UTF8.self)))
-        }
-        if let inet6 = system.read("/proc/net/if_inet6") {
-            result.formUnion(ipv6Global(ifInet6: String(decoding: inet6, as: UTF8.self)))
-        }
-        return result.sorted()
-    }
-
-    static func ipv4Local(fibTrie: String) -> [String] {
-        var out: [String] = []
-        var last: String?
-        for raw in fibTrie.split(separator: "\n") {
-            let line = String(raw).trimmingWhitespace()
-            if line.hasPrefix("|--") {
-                last = String(line.dropFirst(3)).trimmingWhitespace()
-            } else if line.hasPrefix("/32 host LOCAL"), let address = last {
-                if !address.hasPrefix("127.") && !out.contains(address) { out.append(address) }
-            }
-        }
-        return out
-    }
-
-    static func ipv6Global(ifInet6: String) -> [String] {
-        // "20010db8000000000000000000000001 02 40 00 80 eth0": address, ifindex, prefix, scope, flags, name.
-        var out: [String] = []
-        for raw in ifInet6.split(separator: "\n") {
-            let fields = raw.split(separator: " ", omittingEmptySubsequences: true)
-            guard fields.count >= 4, fields[0].count == 32, fields[3] == "00" else { continue }
-            let hex = Array(fields[0])
-            var groups: [String] = []
-            for g in 0..<8 { groups.append(String(hex[g * 4..<g * 4 + 4])) }
-            var bytes = in6_addr()
-            guard inet_pton(AF_INET6, groups.joined(separator: ":"), &bytes) == 1 else { continue }
-            var text = [CChar](repeating: 0, count: Int(INET6_ADDRSTRLEN))
-            guard inet_ntop(AF_INET6, &bytes, &text, socklen_t(text.count)) != nil else { continue }
-            out.append(String(decoding: text.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
-        }
-        return out
+        HostFacts(files: system).addresses.sorted()
     }
 }

@@ -12,11 +12,7 @@ public struct CoreDumpStep: SetupStep {
     public init() {}
 
     public func check(_ context: SetupContext) throws -> StepState {
-        guard let existing = context.files.read(Self.path) else {
-            if context.files.exists(Self.path) { throw SetupError.unreadable(path: Self.path) }
-            return .needed("install \(Self.path)")
-        }
-        return existing == Array(Self.dropIn.utf8) ? .done : .needed("replace \(Self.path) (it differs from this version's)")
+        try context.ownedFileState(Self.path, content: Array(Self.dropIn.utf8), installing: "install \(Self.path)", what: "")
     }
 
     public func apply(_ context: SetupContext) throws -> StepOutcome {

@@ -13,12 +13,9 @@ public struct ServiceUnitStep: SetupStep {
     public init() {}
 
     public func check(_ context: SetupContext) throws -> StepState {
-        let unit = Array(Self.unit(executable: context.options.executablePath).utf8)
-        guard let existing = context.files.read(Self.path) else {
-            if context.files.exists(Self.path) { throw SetupError.unreadable(path: Self.path) }
-            return .needed("install \(Self.path) (ExecStart=\(context.options.executablePath) serve)")
-        }
-        return existing == unit ? .done : .needed("replace \(Self.path) (it differs from this version's unit)")
+        try context.ownedFileState(
+            Self.path, content: Array(Self.unit(executable: context.options.executablePath).utf8),
+            installing: "install \(Self.path) (ExecStart=\(context.options.executablePath) serve)", what: " unit")
     }
 
     public func apply(_ context: SetupContext) throws -> StepOutcome {

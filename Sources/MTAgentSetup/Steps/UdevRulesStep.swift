@@ -20,11 +20,7 @@ public struct UdevRulesStep: SetupStep {
     }
 
     public func check(_ context: SetupContext) throws -> StepState {
-        guard let existing = context.files.read(Self.path) else {
-            if context.files.exists(Self.path) { throw SetupError.unreadable(path: Self.path) }
-            return .needed("install \(Self.path)")
-        }
-        return existing == Array(Self.rules.utf8) ? .done : .needed("replace \(Self.path) (it differs from this version's rules)")
+        try context.ownedFileState(Self.path, content: Array(Self.rules.utf8), installing: "install \(Self.path)", what: " rules")
     }
 
     public func apply(_ context: SetupContext) throws -> StepOutcome {
