@@ -1,0 +1,294 @@
+import Crypto
+import Glibc
+import Logging
+import MTAgentCore
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+
+/// The sender's modes over a session: differential resync, continuous follow with tags, and
+/// trace replay. Each survives reconnects: a lost connection is re-established (the session
+/// resends what is unacked) and a pair the MT puts in resync-required is resynced, then the mode
+/// goes on.
+public final class Replicator: Sendable {
+    public struct Options: Sendable {
+        /// Resync and change-tracking granularity.
+        public var chunkSize = 4096
+        /// Chunks per HASH_REQUEST (64 MiB windows at 4 KiB).
+        public var windowChunks = 16384
+        /// Largest WRITE sent.
+        public var maxWrite = 1 << 20
+        /// Copy everything in a resync without asking for the target's hashes.
+        public var full = false
+        public init() {}
+    }
+
+    /// Progress, reported after every window and write batch.
+    public struct Progress: Sendable {
+        public var phase: String
+        public var done: UInt64
+        public var total: UInt64
+        public var stats: SenderStats
+    }
+
+    let session: SenderSession
+    let sources: [UInt32: SourceDevice]
+    let pool: NIOThreadPool
+    let options: Options
+    let logger: Logger
+    let progress: @Sendable (Progress) -> Void
+    /// Hash of every chunk of every source as last sent: what `follow` compares against.
+    let tracked = NIOLockedValueBox<[UInt32: [UInt8]]>([:])
+    let lastTagID = NIOLockedValueBox<UInt64>(0)
+
+    public init(session: SenderSession, sources: [UInt32: SourceDevice], pool: NIOThreadPool, options: Options = Options(),
+                logger: Logger, progress: @escaping @Sendable (Progress) -> Void = { _ in }) {
+        self.session = session; self.sources = sources; self.pool = pool; self.options = options
+        self.logger = logger; self.progress = progress
+    }
+
+    // MARK: resilience
+
+    /// Runs `step` until it completes: reconnects after a lost connection; resyncs pairs the MT
+    /// put in resync-required. `step` must be safe to run again after a failure.
+    func resilient(_ what: String, resyncing: UInt32? = nil, _ step: () async throws -> Void) async throws {
+        while true {
+            do {
+                try await resyncPairsThatNeedIt(except: resyncing)
+                try await step()
+                return
+            } catch let error as LinkError where error.isRetryable {
+                logger.warning("\(what): connection lost; reconnecting", metadata: ["error": "\(error)"])
+                await session.countReconnect()
+                try await session.connect()
+            } catch is NeedsResync {
+                logger.warning("\(what): the master target asks for a resync")
+            }
+        }
+    }
+
+    func resyncPairsThatNeedIt(except skipped: UInt32? = nil) async throws {
+        for handle in await session.handles where handle != skipped {
+            guard await session.needsResync(handle) else { continue }
+            try await resyncOnce(handle, full: false)
+        }
+    }
+
+    // MARK: resync
+
+    /// Makes every pair's target equal its source, sending only differing chunks (or all, with
+    /// `full`); continues an interrupted resync where it stopped.
+    public func resync(keepHashes: Bool = false) async throws {
+        for handle in await session.handles {
+            try await resilient("resync", resyncing: handle) { try await resyncOnce(handle, full: options.full, keepHashes: keepHashes) }
+        }
+    }
+
+    /// `keepHashes`: remember the source's chunk hashes for `follow` even when `full` skips the comparison.
+    private func resyncOnce(_ handle: UInt32, full: Bool, keepHashes: Bool = true) async throws {
+        let source = sources[handle]!
+        let report = await session.report(handle)
+        let chunk = UInt64(options.chunkSize)
+        var offset = report?.state == .resyncing ? (report!.resyncOffset / chunk) * chunk : 0
+        try await session.beginResync(handle)
+        let pairID = await session.spec(handle).pairID
+        logger.info("resync", metadata: ["pair.id": "\(pairID)", "from": "\(offset)", "full": "\(full)"])
+        let windowBytes = UInt64(options.windowChunks) * chunk
+        func request(_ at: UInt64) async throws -> AsyncThrowingStream<Frame.Hashes, Error>? {
+            guard !full, at < source.size else { return nil }
+            let count = Int((min(windowBytes, source.size - at) + chunk - 1) / chunk)
+            return try await session.requestHashes(handle, offset: at, chunkSize: options.chunkSize, count: count)
+        }
+        var pending = try await request(offset)
+        while offset < source.size {
+            let length = min(windowBytes, source.size - offset)
+            let next = try await request(offset + length)  // one window ahead: the MT hashes while we compare
+            let at = offset
+            let hashLocally = !full || keepHashes
+            let (data, local) = try await pool.runIfActive { [chunkSize = options.chunkSize] in
+                let data = try source.read(offset: at, count: Int(length))
+                return (data, hashLocally ? Self.hashChunks(data, chunkSize: chunkSize) : [])
+            }
+            var differs = [Bool](repeating: true, count: (data.count + options.chunkSize - 1) / options.chunkSize)
+            if let pending {
+                let remote = try await pending.answer()
+                for i in 0..<min(differs.count, remote.count) {
+                    differs[i] = !local[(i * 32)..<(i * 32 + 32)].elementsEqual(remote.digest(i))
+                }
+            }
+            try await sendRuns(handle, data: data, base: at, differs: differs)
+            await session.countHashes(total: differs.count, differing: differs.filter { $0 }.count)
+            try await session.sendResyncMark(handle, through: at + length)
+            if hashLocally { record(handle, offset: at, hashes: local) }
+            offset += length
+            pending = next
+            progress(Progress(phase: "resync", done: offset, total: source.size, stats: await session.stats))
+        }
+        try await session.sendResyncDone(handle)
+        try await session.waitDurable(handle)
+    }
+
+    /// Sends the differing chunks of `data` as writes of up to `maxWrite` bytes.
+    private func sendRuns(_ handle: UInt32, data: [UInt8], base: UInt64, differs: [Bool]) async throws {
+        let chunk = options.chunkSize
+        let perWrite = max(1, options.maxWrite / chunk)
+        var i = 0
+        while i < differs.count {
+            guard differs[i] else { i += 1; continue }
+            var j = i
+            while j < differs.count, differs[j], j - i < perWrite { j += 1 }
+            let lo = i * chunk, hi = min(j * chunk, data.count)
+            var buffer = ByteBufferAllocator().buffer(capacity: hi - lo)
+            buffer.writeBytes(data[lo..<hi])
+            try await session.sendWrite(handle, offset: base + UInt64(lo), data: buffer)
+            i = j
+        }
+    }
+
+    static func hashChunks(_ data: [UInt8], chunkSize: Int) -> [UInt8] {
+        data.withUnsafeBytes { ChunkHashes.of($0, chunkSize: chunkSize) }
+    }
+
+    private func record(_ handle: UInt32, offset: UInt64, hashes: [UInt8]) {
+        let start = Int(offset / UInt64(options.chunkSize)) * 32
+        tracked.withLockedValue { tracked in
+            var all = tracked[handle] ?? []
+            if all.count < start + hashes.count { all += [UInt8](repeating: 0, count: start + hashes.count - all.count) }
+            all.replaceSubrange(start..<(start + hashes.count), with: hashes)
+            tracked[handle] = all
+        }
+    }
+
+    // MARK: follow
+
+    public struct FollowOptions: Sendable {
+        public var interval: Duration = .seconds(5)
+        /// Name of the app-consistent tags; nil = crash-consistent only.
+        public var appTag: String?
+        /// Every how many cycles the tag is app-consistent.
+        public var appEvery = 1
+        /// Mount point to `fsfreeze` around an app-consistent tag.
+        public var freeze: String?
+        /// Stop after this many cycles (nil: until cancelled).
+        public var cycles: Int?
+        public init() {}
+    }
+
+    /// Resyncs, then every `interval` sends the chunks that changed since the last cycle and tags
+    /// every pair of the group at the same point.
+    public func follow(_ follow: FollowOptions) async throws {
+        try await resync(keepHashes: true)
+        var cycle = 0
+        while follow.cycles.map({ cycle < $0 }) ?? true {
+            try await Task.sleep(for: follow.interval)
+            cycle += 1
+            let app = follow.appTag != nil && cycle % max(1, follow.appEvery) == 0
+            if app, let mp = follow.freeze { try freeze(mp, "-f") }
+            do {
+                for handle in await session.handles {
+                    try await resilient("follow") { try await sendChanges(handle) }
+                }
+                let (id, now) = nextTag()
+                for handle in await session.handles {
+                    try await resilient("tag") {
+                        try await session.sendTag(handle, tagID: id, kind: app ? .app : .crash,
+                                                  name: app ? follow.appTag! : "crash-\(id)", sourceTime: now)
+                    }
+                }
+            } catch {
+                if app, let mp = follow.freeze { try? freeze(mp, "-u") }
+                throw error
+            }
+            if app, let mp = follow.freeze { try freeze(mp, "-u") }
+            progress(Progress(phase: "follow", done: UInt64(cycle), total: UInt64(follow.cycles ?? 0), stats: await session.stats))
+        }
+        for handle in await session.handles {
+            try await resilient("final ack") { try await session.waitDurable(handle) }
+        }
+    }
+
+    private func sendChanges(_ handle: UInt32) async throws {
+        let source = sources[handle]!
+        let chunk = UInt64(options.chunkSize)
+        let windowBytes = UInt64(options.windowChunks) * chunk
+        var offset: UInt64 = 0
+        while offset < source.size {
+            let length = min(windowBytes, source.size - offset)
+            let at = offset
+            let (data, local) = try await pool.runIfActive { [chunkSize = options.chunkSize] in
+                let data = try source.read(offset: at, count: Int(length))
+                return (data, Self.hashChunks(data, chunkSize: chunkSize))
+            }
+            let start = Int(at / chunk) * 32
+            let known = tracked.withLockedValue { $0[handle] ?? [] }
+            var differs = [Bool](repeating: true, count: local.count / 32)
+            for i in differs.indices where start + i * 32 + 32 <= known.count {
+                let mine = local[(i * 32)..<(i * 32 + 32)]
+                let before = known[(start + i * 32)..<(start + i * 32 + 32)]
+                differs[i] = !mine.elementsEqual(before)
+            }
+            try await sendRuns(handle, data: data, base: at, differs: differs)
+            record(handle, offset: at, hashes: local)
+            offset += length
+        }
+    }
+
+    private func freeze(_ mountpoint: String, _ flag: String) throws {
+        let r = try ProcessOutput.run(["fsfreeze", flag, mountpoint])
+        guard r.status == 0 else { throw SenderError.source("fsfreeze \(flag) \(mountpoint) failed: \(r.output)") }
+    }
+
+    /// Tag ids increase and are milliseconds of the wall clock where possible, so tags of one
+    /// group sent by several senders can meet.
+    func nextTag() -> (id: UInt64, sourceTime: UInt64) {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        let ns = UInt64(ts.tv_sec) * 1_000_000_000 + UInt64(ts.tv_nsec)
+        let id = lastTagID.withLockedValue { last in
+            last = max(last + 1, ns / 1_000_000)
+            return last
+        }
+        return (id, ns)
+    }
+
+    // MARK: replay
+
+    /// Replays a trace (docs/sender.md) onto the first pair: each write goes to the source, then
+    /// to the MT; each tag is sent as written.
+    public func replay(_ trace: Trace) async throws {
+        let handle = (await session.handles)[0]
+        let source = sources[handle]!
+        // The trace says what changes; only a pair that is not in sync needs a resync first.
+        try await resyncPairsThatNeedIt()
+        for (n, op) in trace.ops.enumerated() {
+            switch op {
+            case .write(let offset, let length, let seed):
+                guard offset + UInt64(length) <= source.size else {
+                    throw SenderError.source("trace line \(trace.lines[n]): write past the end of the source (\(source.size) bytes)")
+                }
+                let data = Trace.data(seed: seed, count: length)
+                try await pool.runIfActive { try source.write(data, offset: offset) }
+                var at = 0
+                while at < data.count {
+                    let end = min(at + options.maxWrite, data.count)
+                    var buffer = ByteBufferAllocator().buffer(capacity: end - at)
+                    buffer.writeBytes(data[at..<end])
+                    let piece = buffer, pieceOffset = offset + UInt64(at)
+                    do {
+                        try await resilient("replay") { try await session.sendWrite(handle, offset: pieceOffset, data: piece) }
+                    }
+                    at = end
+                }
+            case .tag(let kind, let name):
+                let (id, now) = nextTag()
+                try await resilient("replay tag") { try await session.sendTag(handle, tagID: id, kind: kind, name: name, sourceTime: now) }
+            case .sleep(let millis):
+                try await Task.sleep(for: .milliseconds(millis))
+            }
+            if n % 64 == 0 {
+                progress(Progress(phase: "replay", done: UInt64(n + 1), total: UInt64(trace.ops.count), stats: await session.stats))
+            }
+        }
+        try await resilient("final ack") { try await session.waitDurable(handle) }
+    }
+}

@@ -1,0 +1,202 @@
+import Logging
+import MTAgentCore
+import NIOCore
+
+/// One sender connection, after TLS: the handshake, then its pairs' frames in order. Any
+/// protocol violation ends this connection with an ERROR frame and a log line, never the service.
+struct Connection {
+    let id: UInt64
+    let peer: String
+    let configuration: ServerConfiguration
+    let registry: PairRegistry
+    let throttle: AuthThrottle
+    var logger: Logger
+
+    /// A protocol violation: sent as ERROR, then the connection closes.
+    struct Violation: Error {
+        var code: ErrorCode
+        var message: String
+    }
+
+    struct PeerClosed: Error {}
+
+    enum Phase {
+        case awaitingHello
+        case awaitingProof(senderNonce: [UInt8], masterNonce: [UInt8])
+        case ready
+    }
+
+    func run(_ channel: NIOAsyncChannel<Frame, Frame>) async {
+        do {
+            try await channel.executeThenClose { inbound, outbound in
+                let send: @Sendable (Frame) async -> Void = { frame in try? await outbound.write(frame) }
+                var handles: [UInt32: PairDriver] = [:]
+                var farewell: Frame?
+                do {
+                    try await serve(inbound: inbound, send: send, handles: &handles)
+                } catch let violation as Violation {
+                    logger.warning("closing connection: \(violation.message)", metadata: ["error.code": "\(violation.code)"])
+                    farewell = .error(code: violation.code, message: violation.message)
+                } catch let error as FrameError {
+                    logger.warning("closing connection: \(error)", metadata: ["error.code": "\(error.code)"])
+                    farewell = .error(code: error.code, message: error.description)
+                } catch is PeerClosed {
+                    // The sender said why in its own ERROR, already logged.
+                } catch is CancellationError {
+                    farewell = .error(code: .shuttingDown, message: "the service is stopping; reconnect later")
+                }
+                // Whatever this connection queued is made durable and, while the connection still
+                // holds the pair, acked before the farewell: nothing applied goes unacknowledged.
+                for driver in handles.values where await driver.holds(connection: id) {
+                    await driver.drain()
+                    await driver.detach(connection: id)
+                }
+                if let farewell { await send(farewell) }
+            }
+        } catch {
+            logger.debug("connection ended", metadata: ["error": "\(error)"])
+        }
+    }
+
+    private func serve(inbound: NIOAsyncChannelInboundStream<Frame>, send: @escaping @Sendable (Frame) async -> Void,
+                       handles: inout [UInt32: PairDriver]) async throws {
+        var phase = Phase.awaitingHello
+        for try await frame in inbound {
+            try Task.checkCancellation()
+            if case .heartbeat = frame { continue }  // allowed at any time, also while the proof is checked
+            switch phase {
+            case .awaitingHello:
+                guard case .hello(let hello) = frame else { throw Violation(code: .notAuthenticated, message: "expected HELLO, got frame type 0x\(String(frame.type, radix: 16))") }
+                guard hello.minVersion <= PassphraseProof.version, PassphraseProof.version <= hello.maxVersion else {
+                    throw Violation(code: .unsupportedVersion, message: "this master target speaks protocol version \(PassphraseProof.version) only; the sender offered \(hello.minVersion)...\(hello.maxVersion)")
+                }
+                let nonce = PassphraseProof.nonce()
+                let c = configuration.credentials
+                await send(.challenge(Frame.Challenge(version: PassphraseProof.version, nonce: nonce, kdf: "scrypt", n: c.n, r: c.r, p: c.p,
+                                                      salt: c.salt, serverName: configuration.serverName)))
+                logger.debug("hello", metadata: ["sender": "\(hello.senderName)"])
+                phase = .awaitingProof(senderNonce: hello.nonce, masterNonce: nonce)
+            case .awaitingProof(let senderNonce, let masterNonce):
+                guard case .proof(let mac) = frame else { throw Violation(code: .notAuthenticated, message: "expected PROOF, got frame type 0x\(String(frame.type, radix: 16))") }
+                let delay = throttle.delay(for: peerAddress)
+                if delay > .zero { try await Task.sleep(nanoseconds: UInt64(delay.nanoseconds)) }
+                let key = configuration.credentials.key
+                guard PassphraseProof.verify(mac, expected: PassphraseProof.senderMAC(key: key, senderNonce: senderNonce, masterNonce: masterNonce)) else {
+                    let failures = throttle.failed(peerAddress)
+                    logger.warning("passphrase proof failed", metadata: ["auth.failures": "\(failures)"])
+                    throw Violation(code: .authFailed, message: "the passphrase proof did not verify: the sender's passphrase differs from the one set on this master target")
+                }
+                throttle.succeeded(peerAddress)
+                logger.info("sender authenticated")
+                await send(.welcome(mac: PassphraseProof.masterMAC(key: key, senderNonce: senderNonce, masterNonce: masterNonce),
+                                    heartbeatMillis: UInt32(configuration.heartbeat.nanoseconds / 1_000_000),
+                                    maxWrite: UInt32(FrameLimits.maxWriteData)))
+                phase = .ready
+            case .ready:
+                try await handle(frame, send: send, handles: &handles)
+            }
+        }
+    }
+
+    private var peerAddress: String {
+        // "[::1]:5000" / "127.0.0.1:5000" → the address without the port.
+        guard let colon = peer.lastIndex(of: ":") else { return peer }
+        return String(peer[..<colon])
+    }
+
+    private func handle(_ frame: Frame, send: @escaping @Sendable (Frame) async -> Void, handles: inout [UInt32: PairDriver]) async throws {
+        switch frame {
+        case .heartbeat:
+            return  // filtered before; kept so the switch names every frame
+        case .openPair(let open):
+            guard handles[open.handle] == nil else {
+                throw Violation(code: .unexpectedFrame, message: "OPEN_PAIR for handle \(open.handle), which is already open on this connection")
+            }
+            var pairLogger = logger
+            pairLogger[metadataKey: "pair.id"] = "\(open.pairID)"
+            pairLogger[metadataKey: "group.id"] = "\(open.groupID)"
+            do {
+                let driver = try await registry.driver(for: open)
+                let status = await driver.attach(PairSink(connection: id, handle: open.handle, send: send))
+                handles[open.handle] = driver
+                pairLogger.info("pair opened", metadata: ["target": "\(open.target)", "state": "\(status.state.rawValue)", "durable.seq": "\(status.durableSeq)"])
+                await send(.pairState(Frame.PairStateReport(handle: open.handle, state: Frame.WireState(status.state), durableSeq: status.durableSeq,
+                                                            resyncOffset: status.resyncOffset, targetSize: status.targetSize, reason: status.reason ?? "")))
+            } catch let refusal as StoreRefusal {
+                pairLogger.warning("pair refused: \(refusal.message)", metadata: ["target": "\(open.target)"])
+                let code: ErrorCode = switch refusal.kind {
+                case .targetRefused: .targetRefused
+                case .pairConflict: .pairConflict
+                case .ioError: .ioError
+                }
+                await send(.pairError(handle: open.handle, code: code, message: refusal.message))
+            } catch {
+                pairLogger.error("could not open pair", metadata: ["error": "\(error)"])
+                await send(.pairError(handle: open.handle, code: .ioError, message: "\(error)"))
+            }
+        case .closePair(let handle):
+            let driver = try driver(handle, handles)
+            await driver.drain()
+            await driver.detach(connection: id)
+            handles[handle] = nil
+        case .write(let write):
+            try await enqueue(PairOp.Pending(write: write), handle: write.handle, handles: &handles)
+        case .tag(let t):
+            let kind = TagKind(rawValue: t.kind) ?? .crash
+            try await enqueue(PairOp.Pending(.tag(seq: t.seq, tagID: t.tagID, kind: kind, name: t.name, sourceTime: t.sourceTime)), handle: t.handle, handles: &handles)
+        case .resyncBegin(let handle, let seq):
+            try await enqueue(PairOp.Pending(.resyncBegin(seq: seq)), handle: handle, handles: &handles)
+        case .resyncMark(let handle, let seq, let through):
+            try await enqueue(PairOp.Pending(.resyncMark(seq: seq, through: through)), handle: handle, handles: &handles)
+        case .resyncDone(let handle, let seq):
+            try await enqueue(PairOp.Pending(.resyncDone(seq: seq)), handle: handle, handles: &handles)
+        case .hashRequest(let handle, let offset, let chunkSize, let count):
+            let driver = try driver(handle, handles)
+            guard chunkSize >= 4096, chunkSize <= 4 << 20, chunkSize & (chunkSize - 1) == 0 else {
+                await send(.pairError(handle: handle, code: .badRequest, message: "HASH_REQUEST chunk size \(chunkSize) is not a power of two from 4 KiB to 4 MiB"))
+                return
+            }
+            _ = await driver.requestHashes(offset: offset, chunkSize: Int(chunkSize), count: Int(count), from: id)
+        case .hello, .proof:
+            throw Violation(code: .unexpectedFrame, message: "handshake frame type 0x\(String(frame.type, radix: 16)) after the handshake")
+        case .challenge, .welcome, .pairState, .pairError, .ack, .hashes:
+            throw Violation(code: .unexpectedFrame, message: "frame type 0x\(String(frame.type, radix: 16)) is sent by a master target, not to one")
+        case .error(let code, let message):
+            logger.warning("sender reported an error: \(message)", metadata: ["error.code": "\(code)"])
+            throw PeerClosed()
+        }
+    }
+
+    /// Hands a pair frame to its driver. Frames for a pair another connection took over (this one
+    /// was told with PAIR_ERROR pair-taken-over) are ignored: a stale connection never writes.
+    private func enqueue(_ op: PairOp.Pending, handle: UInt32, handles: inout [UInt32: PairDriver]) async throws {
+        _ = await try driver(handle, handles).enqueue(op, from: id)
+    }
+
+    private func driver(_ handle: UInt32, _ handles: [UInt32: PairDriver]) throws -> PairDriver {
+        guard let d = handles[handle] else {
+            throw Violation(code: .unexpectedFrame, message: "frame for pair handle \(handle), which is not open on this connection")
+        }
+        return d
+    }
+}
+
+extension Frame.WireState {
+    init(_ state: PairState) {
+        switch state {
+        case .new: self = .new
+        case .resyncing: self = .resyncing
+        case .inSync: self = .inSync
+        case .resyncRequired: self = .resyncRequired
+        }
+    }
+
+    public var pairState: PairState {
+        switch self {
+        case .new: .new
+        case .resyncing: .resyncing
+        case .inSync: .inSync
+        case .resyncRequired: .resyncRequired
+        }
+    }
+}

@@ -1,0 +1,242 @@
+import Crypto
+import Logging
+import MTAgentCore
+import NIOCore
+import NIOPosix
+
+/// Where a pair's answers go: the connection that currently holds the pair, and its handle there.
+struct PairSink: Sendable {
+    let connection: UInt64
+    let handle: UInt32
+    let send: @Sendable (Frame) async -> Void
+}
+
+/// Feeds one pair's frames to its `ReplicaPair` in order, on the thread pool, with group commit:
+/// while one batch is being made durable the next one accumulates, and one ACK answers a whole
+/// batch. Bounded: `enqueue` suspends while more than `maxPendingBytes` of data are queued or in
+/// flight, so a slow target disk stops the connection's reads and TCP slows the sender.
+actor PairDriver {
+    enum Item {
+        case op(PairOp.Pending)
+        case hashes(offset: UInt64, chunkSize: Int, count: Int)
+        case barrier(CheckedContinuation<Void, Never>)
+    }
+
+    let pair: any ReplicaPair
+    let pairID: String
+    let group: String
+    let target: String
+    let sourceSize: UInt64
+    let pool: NIOThreadPool
+    let maxPendingBytes: Int
+    var logger: Logger
+
+    private var sink: PairSink?
+    private var queue: [Item] = []
+    private var pendingBytes = 0
+    private var working = false
+    private var capacityWaiters: [CheckedContinuation<Void, Never>] = []
+    /// True once a refusal was reported, until a RESYNC_BEGIN is applied: one PAIR_ERROR per episode.
+    private var refusalReported = false
+
+    init(pair: any ReplicaPair, pairID: String, group: String, target: String, sourceSize: UInt64,
+         pool: NIOThreadPool, maxPendingBytes: Int, logger: Logger) {
+        self.pair = pair; self.pairID = pairID; self.group = group; self.target = target
+        self.sourceSize = sourceSize; self.pool = pool; self.maxPendingBytes = maxPendingBytes
+        var logger = logger
+        logger[metadataKey: "pair.id"] = "\(pairID)"
+        logger[metadataKey: "group.id"] = "\(group)"
+        self.logger = logger
+        refusalReported = pair.status.state == .resyncRequired
+    }
+
+    /// Hands the pair to a connection, after everything the previous one queued is durable; the
+    /// previous connection is told. Returns the state to report in PAIR_STATE.
+    func attach(_ newSink: PairSink) async -> ReplicaStatus {
+        if let old = sink, old.connection != newSink.connection {
+            await old.send(.pairError(handle: old.handle, code: .pairTakenOver, message: "pair \(pairID) was opened by another connection"))
+        }
+        sink = newSink
+        await drain()
+        return pair.status
+    }
+
+    /// Forgets `connection` if it still holds the pair (its queued work is still applied).
+    func detach(connection: UInt64) {
+        if sink?.connection == connection { sink = nil }
+    }
+
+    func holds(connection: UInt64) -> Bool { sink?.connection == connection }
+
+    /// Queues `op` from `connection`; false (and nothing queued) when another connection has
+    /// taken the pair over since: a stale connection must never write.
+    func enqueue(_ op: PairOp.Pending, from connection: UInt64) async -> Bool {
+        guard sink?.connection == connection else { return false }
+        queue.append(.op(op))
+        pendingBytes += op.byteCount
+        startWorker()
+        while pendingBytes > maxPendingBytes {
+            await withCheckedContinuation { capacityWaiters.append($0) }
+        }
+        return true
+    }
+
+    func requestHashes(offset: UInt64, chunkSize: Int, count: Int, from connection: UInt64) -> Bool {
+        guard sink?.connection == connection else { return false }
+        queue.append(.hashes(offset: offset, chunkSize: chunkSize, count: count))
+        startWorker()
+        return true
+    }
+
+    /// Returns once everything queued before it is durable (or refused).
+    func drain() async {
+        await withCheckedContinuation { c in
+            queue.append(.barrier(c))
+            startWorker()
+        }
+    }
+
+    private func startWorker() {
+        guard !working else { return }
+        working = true
+        Task { await self.work() }
+    }
+
+    private func work() async {
+        while !queue.isEmpty {
+            switch queue.removeFirst() {
+            case .barrier(let c):
+                c.resume()
+            case .hashes(let offset, let chunkSize, let count):
+                await answerHashes(offset: offset, chunkSize: chunkSize, count: count)
+            case .op(let first):
+                var batch = [first]
+                while case .op(let next)? = queue.first {
+                    batch.append(next)
+                    queue.removeFirst()
+                }
+                await commit(batch)
+            }
+        }
+        working = false
+    }
+
+    private func commit(_ batch: [PairOp.Pending]) async {
+        let bytes = batch.reduce(0) { $0 + $1.byteCount }
+        let pair = self.pair
+        let outcome: Result<(ApplyResult, checksumFailure: String?), Error>
+        do {
+            outcome = .success(try await pool.runIfActive {
+                try Self.apply(batch, to: pair)
+            })
+        } catch {
+            outcome = .failure(error)
+        }
+        pendingBytes -= bytes
+        if pendingBytes <= maxPendingBytes {
+            let waiters = capacityWaiters
+            capacityWaiters = []
+            for w in waiters { w.resume() }
+        }
+        guard let sink else { return }
+        switch outcome {
+        case .success(let (result, checksumFailure)):
+            // A RESYNC_BEGIN starts a new episode: a refusal after it (the store reports only
+            // those) must reach the sender, or it would wait for acks that never come.
+            if batch.contains(where: { if case .resyncBegin = $0.op { true } else { false } }) {
+                refusalReported = false
+            }
+            if let message = checksumFailure, !refusalReported {
+                refusalReported = true
+                logger.error("write checksum did not verify; pair needs a resync", metadata: ["reason": "\(message)"])
+                await sink.send(.pairError(handle: sink.handle, code: .checksumMismatch, message: message))
+            } else if let refusal = result.refusal, !refusalReported {
+                refusalReported = true
+                let code: ErrorCode = switch refusal.kind {
+                case .sequenceGap: .sequenceGap
+                case .writeOutOfRange: .writeOutOfRange
+                case .resyncRequired: .resyncRequired
+                }
+                logger.error("pair needs a resync", metadata: ["reason": "\(refusal.message)"])
+                await sink.send(.pairError(handle: sink.handle, code: code, message: refusal.message))
+            }
+            await sink.send(.ack(handle: sink.handle, durableSeq: result.durableSeq))
+        case .failure(let error):
+            logger.error("could not make writes durable", metadata: ["error": "\(error)"])
+            await sink.send(.pairError(handle: sink.handle, code: .ioError, message: "\(error)"))
+        }
+    }
+
+    /// Runs on the thread pool: verifies checksums (CPU work kept off the event loops), then
+    /// applies. A write whose checksum fails ends the batch there and puts the pair in resync.
+    private static func apply(_ batch: [PairOp.Pending], to pair: any ReplicaPair) throws -> (ApplyResult, checksumFailure: String?) {
+        var ops: [PairOp] = []
+        ops.reserveCapacity(batch.count)
+        var failure: String?
+        for pending in batch {
+            guard let op = pending.verified() else {
+                failure = "WRITE seq \(pending.op.seq): SHA-256 of the data does not match the frame's checksum"
+                break
+            }
+            ops.append(op)
+        }
+        var result = try pair.apply(ops)
+        if let failure {
+            try pair.requireResync(reason: failure)
+            result.refusal = nil
+        }
+        return (result, failure)
+    }
+
+    private func answerHashes(offset: UInt64, chunkSize: Int, count: Int) async {
+        let pair = self.pair
+        let outcome: Result<[UInt8], Error>
+        do {
+            outcome = .success(try await pool.runIfActive { try pair.chunkHashes(offset: offset, chunkSize: chunkSize, count: count) })
+        } catch {
+            outcome = .failure(error)
+        }
+        guard let sink else { return }
+        switch outcome {
+        case .success(let digests):
+            await sink.send(.hashes(Frame.Hashes(handle: sink.handle, offset: offset, chunkSize: UInt32(chunkSize), digests: digests)))
+        case .failure(let error):
+            logger.error("could not hash the target", metadata: ["error": "\(error)"])
+            await sink.send(.pairError(handle: sink.handle, code: .ioError, message: "reading the target: \(error)"))
+        }
+    }
+
+    func close() async {
+        await drain()
+        pair.close()
+    }
+}
+
+extension PairOp {
+    /// An op as it arrived, before its checksum is verified and its data copied out of the frame.
+    struct Pending: Sendable {
+        var op: PairOp
+        var data: ByteBuffer?
+        var sha256: [UInt8]
+
+        init(_ op: PairOp) { self.op = op; data = nil; sha256 = [] }
+
+        init(write: Frame.Write) {
+            op = .write(seq: write.seq, offset: write.offset, data: [])
+            data = write.data
+            sha256 = write.sha256
+        }
+
+        var byteCount: Int { data?.readableBytes ?? 0 }
+
+        /// The op with its data, or nil when the data does not match its SHA-256.
+        func verified() -> PairOp? {
+            guard let data, case .write(let seq, let offset, _) = op else { return op }
+            let ok = data.withUnsafeReadableBytes { raw in
+                PassphraseProof.verify(Array(SHA256.hash(data: raw)), expected: sha256)
+            }
+            guard ok else { return nil }
+            return .write(seq: seq, offset: offset, data: Array(data.readableBytesView))
+        }
+    }
+}

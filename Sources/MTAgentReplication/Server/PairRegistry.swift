@@ -1,0 +1,65 @@
+import Logging
+import MTAgentCore
+import NIOPosix
+
+/// Every pair the service has open, by pair id. A pair stays open across reconnects; a second
+/// connection opening it takes it over. Opening runs the store's checks on the thread pool, once
+/// even when two connections ask at the same moment.
+actor PairRegistry {
+    private var drivers: [String: Task<PairDriver, Error>] = [:]
+    let store: any ReplicaStore
+    let pool: NIOThreadPool
+    let maxPendingBytes: Int
+    let logger: Logger
+
+    init(store: any ReplicaStore, pool: NIOThreadPool, maxPendingBytes: Int, logger: Logger) {
+        self.store = store; self.pool = pool; self.maxPendingBytes = maxPendingBytes; self.logger = logger
+    }
+
+    func driver(for open: Frame.OpenPair) async throws -> PairDriver {
+        if let existing = drivers[open.pairID] {
+            if let driver = try? await existing.value {
+                guard driver.group == open.groupID, driver.target == open.target else {
+                    throw StoreRefusal(.pairConflict, "pair \(open.pairID) is open in group \(driver.group) onto \(driver.target), not group \(open.groupID) onto \(open.target)")
+                }
+                guard open.sourceSize <= driver.pair.status.targetSize else {
+                    throw StoreRefusal(.targetRefused, "target \(open.target) (\(driver.pair.status.targetSize) bytes) is smaller than the source (\(open.sourceSize) bytes)")
+                }
+                return driver
+            }
+            drivers[open.pairID] = nil  // the earlier open failed: try again
+        }
+        let (store, pool, maxPending, logger) = (self.store, self.pool, self.maxPendingBytes, self.logger)
+        let task = Task {
+            let pair = try await pool.runIfActive {
+                try store.open(pairID: open.pairID, group: open.groupID, target: open.target, sourceSize: open.sourceSize)
+            }
+            return PairDriver(pair: pair, pairID: open.pairID, group: open.groupID, target: open.target,
+                              sourceSize: open.sourceSize, pool: pool, maxPendingBytes: maxPending, logger: logger)
+        }
+        drivers[open.pairID] = task
+        do {
+            return try await task.value
+        } catch {
+            drivers[open.pairID] = nil
+            throw error
+        }
+    }
+
+    /// Makes everything queued durable and closes every pair (shutdown).
+    func closeAll() async {
+        for (_, task) in drivers {
+            if let driver = try? await task.value { await driver.close() }
+        }
+        drivers = [:]
+    }
+
+    /// Open pairs and their state, for status reporting.
+    func snapshot() async -> [(pairID: String, group: String, status: ReplicaStatus)] {
+        var out: [(String, String, ReplicaStatus)] = []
+        for (_, task) in drivers {
+            if let d = try? await task.value { out.append((d.pairID, d.group, d.pair.status)) }
+        }
+        return out.sorted { $0.0 < $1.0 }
+    }
+}

@@ -1,0 +1,62 @@
+import MTAgentCore
+
+/// The MT's side of a pair as the server sees it: where frames become durable. The service wires
+/// the journal's applier in; tests use an in-memory store. Calls block (disk I/O) and are made on
+/// a thread pool, one at a time per pair.
+public protocol ReplicaPair: AnyObject, Sendable {
+    /// The pair as it stands now: reported in PAIR_STATE.
+    var status: ReplicaStatus { get }
+    /// Accepts `ops` in order (duplicates ignored, gaps and out-of-range writes refused) and makes
+    /// every accepted one durable before returning. `ApplyResult.refusal` is the first refusal after
+    /// the batch's last accepted RESYNC_BEGIN (refusals before it belong to the episode it ends).
+    func apply(_ ops: [PairOp]) throws -> ApplyResult
+    /// Puts the pair in resync-required (e.g. a WRITE whose checksum did not verify).
+    func requireResync(reason: String) throws
+    /// SHA-256 of `count` chunks of the target from `offset` (clamped to its end), concatenated.
+    func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8]
+    /// Releases the target and journal; the pair can be opened again.
+    func close()
+}
+
+public struct ReplicaStatus: Sendable, Equatable {
+    public var state: PairState
+    public var durableSeq: UInt64
+    public var resyncOffset: UInt64
+    public var targetSize: UInt64
+    public var reason: String?
+    public init(state: PairState, durableSeq: UInt64, resyncOffset: UInt64, targetSize: UInt64, reason: String? = nil) {
+        self.state = state; self.durableSeq = durableSeq; self.resyncOffset = resyncOffset
+        self.targetSize = targetSize; self.reason = reason
+    }
+}
+
+public struct ApplyResult: Sendable, Equatable {
+    /// Everything with seq ≤ this is durable.
+    public var durableSeq: UInt64
+    /// Set when an op of this batch put the pair in resync-required: its error code and reason.
+    public var refusal: Refusal?
+    public init(durableSeq: UInt64, refusal: Refusal? = nil) {
+        self.durableSeq = durableSeq; self.refusal = refusal
+    }
+
+    public struct Refusal: Sendable, Equatable {
+        public var kind: Kind
+        public var message: String
+        public enum Kind: Sendable, Equatable { case sequenceGap, writeOutOfRange, resyncRequired }
+        public init(kind: Kind, message: String) { self.kind = kind; self.message = message }
+    }
+}
+
+/// Opens pairs on request of OPEN_PAIR after checking the assignment and every target rule.
+public protocol ReplicaStore: Sendable {
+    func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair
+}
+
+/// Why the store would not open a pair; the message names the rule and the fix.
+public struct StoreRefusal: Error, Sendable, Equatable, CustomStringConvertible {
+    public enum Kind: Sendable, Equatable { case targetRefused, pairConflict, ioError }
+    public var kind: Kind
+    public var message: String
+    public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
+    public var description: String { message }
+}

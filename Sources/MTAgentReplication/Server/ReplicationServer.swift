@@ -1,0 +1,153 @@
+import Glibc
+import Logging
+import NIOCore
+import NIOPosix
+import NIOSSL
+import ServiceLifecycle
+
+/// What `serve` needs to listen.
+public struct ServerConfiguration: Sendable {
+    public var host: String
+    public var port: Int
+    public var certificatePEM: String
+    public var privateKeyPEM: String
+    public var credentials: MasterCredentials
+    public var serverName: String
+    public var heartbeat: TimeAmount
+    /// Data a pair may have accepted but not yet made durable before reads from its connection
+    /// stop (docs/PROTOCOL.md §5, flow control).
+    public var maxPendingBytesPerPair: Int
+
+    public init(host: String, port: Int, certificatePEM: String, privateKeyPEM: String, credentials: MasterCredentials,
+                serverName: String, heartbeat: TimeAmount = .seconds(5), maxPendingBytesPerPair: Int = 32 << 20) {
+        self.host = host; self.port = port; self.certificatePEM = certificatePEM; self.privateKeyPEM = privateKeyPEM
+        self.credentials = credentials; self.serverName = serverName; self.heartbeat = heartbeat
+        self.maxPendingBytesPerPair = maxPendingBytesPerPair
+    }
+}
+
+/// The listener: TLS 1.3 over TCP, one child task per connection, each connection's failure
+/// contained. On graceful shutdown it stops accepting, lets each connection finish what it has
+/// queued (durable, acked), then closes every pair.
+public final class ReplicationServer: Service, Sendable {
+    let configuration: ServerConfiguration
+    let registry: PairRegistry
+    let group: any EventLoopGroup
+    let logger: Logger
+    let onBound: @Sendable (SocketAddress) -> Void
+    let throttle = AuthThrottle()
+
+    public init(configuration: ServerConfiguration, store: any ReplicaStore, pool: NIOThreadPool,
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
+                onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
+        self.configuration = configuration
+        self.registry = PairRegistry(store: store, pool: pool, maxPendingBytes: configuration.maxPendingBytesPerPair, logger: logger)
+        self.group = group
+        self.logger = logger
+        self.onBound = onBound
+    }
+
+    /// The open pairs and their state.
+    public func pairs() async -> [(pairID: String, group: String, status: ReplicaStatus)] {
+        await registry.snapshot()
+    }
+
+    public func run() async throws {
+        var tls = TLSConfiguration.makeServerConfiguration(
+            certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(configuration.certificatePEM.utf8)).map { .certificate($0) },
+            privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(configuration.privateKeyPEM.utf8), format: .pem)))
+        tls.minimumTLSVersion = .tlsv13
+        let sslContext = try NIOSSLContext(configuration: tls)
+        let heartbeat = configuration.heartbeat
+
+        let server = try await ServerBootstrap(group: group)
+            .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
+            .serverChannelOption(.backlog, value: 64)
+            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .bind(host: configuration.host, port: configuration.port) { child in
+                child.eventLoop.makeCompletedFuture {
+                    try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
+                    try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat)
+                    return try NIOAsyncChannel<Frame, Frame>(
+                        wrappingChannelSynchronously: child,
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                }
+            }
+        let address = server.channel.localAddress
+        logger.info("listening", metadata: ["address": "\(address.map { "\($0)" } ?? "?")"])
+        if let address { onBound(address) }
+
+        let (registry, configuration, throttle, logger) = (self.registry, self.configuration, self.throttle, self.logger)
+        try await withGracefulShutdownHandler {
+            try await withThrowingDiscardingTaskGroup { tasks in
+                try await server.executeThenClose { connections in
+                    var next: UInt64 = 0
+                    for try await connection in connections {
+                        next += 1
+                        let peer = connection.channel.remoteAddress.map { Self.describe($0) } ?? "unknown"
+                        var connLogger = logger
+                        connLogger[metadataKey: "peer"] = "\(peer)"
+                        let handler = Connection(id: next, peer: peer, configuration: configuration, registry: registry,
+                                                 throttle: throttle, logger: connLogger)
+                        tasks.addTask {
+                            // Graceful shutdown cancels the read loop; the connection then drains,
+                            // acks and says goodbye (Connection.run).
+                            try? await cancelWhenGracefulShutdown { await handler.run(connection) }
+                        }
+                    }
+                }
+            }
+        } onGracefulShutdown: {
+            logger.info("stopping: no new connections; finishing what is in flight")
+            server.channel.close(promise: nil)
+        }
+        await registry.closeAll()
+        logger.info("stopped: everything acknowledged is durable")
+    }
+
+    static func describe(_ address: SocketAddress) -> String {
+        switch address {
+        case .v4: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
+        case .v6: "[\(address.ipAddress ?? "?")]:\(address.port ?? 0)"
+        case .unixDomainSocket: "unix"
+        }
+    }
+}
+
+extension ChannelPipeline.SynchronousOperations {
+    /// Frame decoder and encoder, plus heartbeats: a HEARTBEAT after `heartbeat` without writing,
+    /// and an ERROR timeout + close after 3 × `heartbeat` without reading.
+    public func addFrameCodec(heartbeat: TimeAmount) throws {
+        try addHandler(ByteToMessageHandler(FrameDecoder()))
+        try addHandler(MessageToByteHandler(FrameEncoder()))
+        try addHandler(IdleStateHandler(readTimeout: heartbeat * 3, writeTimeout: heartbeat))
+        try addHandler(HeartbeatHandler())
+    }
+}
+
+/// Turns idle events into heartbeats and timeouts.
+final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
+    typealias InboundIn = Frame
+    typealias InboundOut = Frame
+    typealias OutboundIn = Frame
+    typealias OutboundOut = Frame
+
+    func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
+        guard let idle = event as? IdleStateHandler.IdleStateEvent else {
+            context.fireUserInboundEventTriggered(event)
+            return
+        }
+        switch idle {
+        case .write:
+            var now = timespec()
+            clock_gettime(CLOCK_REALTIME, &now)
+            let millis = UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
+            context.writeAndFlush(wrapOutboundOut(.heartbeat(unixMillis: millis)), promise: nil)
+        case .read:
+            context.writeAndFlush(wrapOutboundOut(.error(code: .timeout, message: "nothing received for 3 heartbeat intervals")), promise: nil)
+            context.close(promise: nil)
+        case .all:
+            break
+        }
+    }
+}
