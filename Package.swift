@@ -13,6 +13,10 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
         .package(url: "https://github.com/apple/swift-crypto", from: "3.12.3"),
         .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
+        .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
     ],
     targets: [
         // Entry point only: everything it does lives in MTAgentCLI.
@@ -27,6 +31,11 @@ let package = Package(
                 "MTAgentCore",
                 "MTAgentLinux",
                 "MTAgentSetup",
+                "MTAgentJournal",
+                "MTAgentReplication",
+                "MTAgentService",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -59,6 +68,58 @@ let package = Package(
                 .product(name: "X509", package: "swift-certificates"),
             ]
         ),
+        // Where a write is made durable: the per-pair undo journal (segment files on the retention
+        // volume), the recovery-point catalog (SQLite through GRDB) and the applier that orders
+        // undo record -> target write -> commit record, each fdatasync'ed (docs/JOURNAL.md).
+        .target(
+            name: "MTAgentJournal",
+            dependencies: [
+                "MTAgentCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "GRDB", package: "GRDB.swift"),
+            ]
+        ),
+        // `mt-agent serve` assembled: the store that checks target rules and feeds the journal,
+        // the ServiceGroup with sd_notify, the watchdog and the RPO monitor.
+        .target(
+            name: "MTAgentService",
+            dependencies: [
+                "MTAgentCore",
+                "MTAgentLinux",
+                "MTAgentJournal",
+                "MTAgentReplication",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // The wire format (docs/PROTOCOL.md): frame codec, passphrase handshake, the server side
+        // that feeds a ReplicaStore, and the reference sender.
+        .target(
+            name: "MTAgentReplication",
+            dependencies: [
+                "MTAgentCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+            ]
+        ),
+        // libFuzzer target for the frame codec (Scripts/fuzz builds it with -sanitize=fuzzer
+        // -DFUZZING); a plain build makes a replayer: `mt-agent-frame-fuzzer FILE|DIR…`.
+        .executableTarget(
+            name: "mt-agent-frame-fuzzer",
+            dependencies: [
+                "MTAgentReplication",
+                .product(name: "NIOCore", package: "swift-nio"),
+            ]
+        ),
         .systemLibrary(
             name: "CUdev",
             pkgConfig: "libudev",
@@ -78,8 +139,34 @@ let package = Package(
         .testTarget(name: "MTAgentLinuxTests", dependencies: ["MTAgentLinux", "MTAgentCore"]),
         .testTarget(name: "MTAgentSetupTests", dependencies: ["MTAgentSetup", "MTAgentLinux", "MTAgentCore"]),
         .testTarget(
+            name: "MTAgentJournalTests",
+            dependencies: [
+                "MTAgentJournal", "MTAgentCore",
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
+            name: "MTAgentReplicationTests",
+            dependencies: [
+                "MTAgentReplication", "MTAgentCore",
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+                .product(name: "NIOEmbedded", package: "swift-nio"),
+                .product(name: "NIOTestUtils", package: "swift-nio"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
+                .product(name: "Logging", package: "swift-log"),
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
+        ),
+        .testTarget(
             name: "EndToEndTests",
-            dependencies: ["MTAgentCore"]
+            dependencies: [
+                "MTAgentCore", "MTAgentJournal", "MTAgentReplication",
+                .product(name: "Crypto", package: "swift-crypto"),
+            ]
         ),
     ],
     swiftLanguageModes: [.v6]

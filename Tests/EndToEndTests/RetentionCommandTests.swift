@@ -146,7 +146,7 @@ final class LoopVolume {
     }
 
     @discardableResult
-    private static func run(_ argv: String...) throws -> String {
+    static func run(_ argv: String...) throws -> String {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
         p.arguments = argv

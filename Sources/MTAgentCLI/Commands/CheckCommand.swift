@@ -5,7 +5,7 @@ struct CheckCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "check",
         abstract: "Run one check; PASS/WARN/FAIL/SKIP with the fix. Exit 1 when a check fails.",
-        subcommands: [EnableUUIDCheckCommand.self, RetentionCheckCommand.self])
+        subcommands: [EnableUUIDCheckCommand.self, RetentionCheckCommand.self, TargetCheckCommand.self])
 }
 
 struct EnableUUIDCheckCommand: ParsableCommand {

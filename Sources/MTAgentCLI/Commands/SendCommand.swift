@@ -1,0 +1,213 @@
+import ArgumentParser
+import Glibc
+import Logging
+import MTAgentCore
+import MTAgentLinux
+import MTAgentReplication
+import MTAgentSetup
+import NIOCore
+import NIOPosix
+
+/// `mt-agent send`: the reference sender, in the process server's role.
+struct SendCommand: AsyncParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "send",
+        abstract: "Replicate a local device or file to a master target (the process server's role).",
+        discussion: """
+            Modes:
+              resync   one differential copy: only chunks whose hashes differ are sent (--full: all)
+              follow   resync, then every --interval send what changed and tag the group
+              replay   apply a trace (docs/sender.md) to the source and send it, for tests and benchmarks
+
+            Examples:
+              mt-agent send resync --source /dev/sdb --to mt01:9443 --fingerprint 3a:5f:… \\
+                  --passphrase-file /root/repl.pass --pair web01-disk0 --group web01 --target 36000c29…
+              mt-agent send follow --source /dev/sdb … --interval 10s --app-tag nightly --freeze /srv/data
+              mt-agent send replay writes.trace --source /var/tmp/src.img … --json
+            """)
+
+    enum Mode: String, ExpressibleByArgument, CaseIterable { case resync, follow, replay }
+
+    @Argument(help: "resync, follow or replay.") var mode: Mode
+    @Argument(help: "The trace file (replay only).") var trace: String?
+
+    @Option(help: ArgumentHelp("The source block device or file.", valueName: "path")) var source: String
+    @Option(help: ArgumentHelp("The master target.", valueName: "host:port")) var to: String
+    @Option(help: "SHA-256 fingerprint of the master target's certificate, as 'mt-agent setup' printed it.") var fingerprint: String
+    @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("File holding the replication passphrase (mode 0600).", valueName: "path"))
+    var passphraseFile: String
+    @Option(help: "Pair id (stable: the MT keeps state under it).") var pair: String
+    @Option(help: "Consistency group.") var group: String
+    @Option(help: "Target on the MT as assigned there: WWID or path.") var target: String
+
+    @Flag(help: "resync: copy every chunk without comparing hashes.") var full = false
+    @Option(help: "follow: seconds between cycles.") var interval: Double = 5
+    @Option(help: "follow: stop after this many cycles (default: run until stopped).") var cycles: Int?
+    @Option(name: .customLong("app-tag"), help: "follow: make tags app-consistent with this name.") var appTag: String?
+    @Option(name: .customLong("app-every"), help: "follow: every how many cycles the tag is app-consistent.") var appEvery: Int = 1
+    @Option(help: ArgumentHelp("follow: fsfreeze this mount point around app-consistent tags.", valueName: "mountpoint")) var freeze: String?
+    @Option(name: .customLong("chunk-size"), help: "Resync and change-tracking granularity in bytes (power of two, 4096…4194304).") var chunkSize: Int = 4096
+    @Flag(help: "Print a JSON summary at the end.") var json = false
+    @Option(name: .customLong("log-level"), help: "How much to log to stderr.") var logLevel: Logger.Level = .warning
+
+    func validate() throws {
+        if mode == .replay && trace == nil { throw ValidationError("replay needs a trace file: mt-agent send replay TRACE …") }
+        if mode != .replay && trace != nil { throw ValidationError("only replay takes a trace file") }
+        guard chunkSize >= 4096, chunkSize <= 4 << 20, chunkSize & (chunkSize - 1) == 0 else {
+            throw ValidationError("--chunk-size must be a power of two from 4096 to 4194304")
+        }
+        guard TLSIdentity.normalizeFingerprint(fingerprint) != nil else {
+            throw ValidationError("--fingerprint must be 32 hex bytes (colons optional), as 'mt-agent setup' prints it")
+        }
+        guard let colon = to.lastIndex(of: ":"), Int(to[to.index(after: colon)...]) != nil else {
+            throw ValidationError("--to must be HOST:PORT, e.g. mt01:9443")
+        }
+        if freeze != nil && appTag == nil { throw ValidationError("--freeze needs --app-tag") }
+    }
+
+    func run() async throws {
+        var logger = Logger(label: "mt-agent.send") { StreamLogHandler.standardError(label: $0) }
+        logger.logLevel = logLevel
+        let passphrase: [UInt8]
+        let device: SourceDevice
+        let parsedTrace: Trace?
+        do {
+            passphrase = try PassphraseKey.readPassphraseFile(passphraseFile)
+            device = try SourceDevice(path: source, writable: mode == .replay)
+            parsedTrace = try trace.map { path in
+                guard let text = try? String(contentsOfFileAtPath: path) else { throw SenderError.source("cannot read trace \(path)") }
+                return try Trace.parse(text, file: path)
+            }
+        } catch {
+            throw fail("\(error)")
+        }
+        let colon = to.lastIndex(of: ":")!
+        var host = String(to[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        let config = SenderConfiguration(
+            host: host, port: Int(to[to.index(after: colon)...])!,
+            fingerprint: TLSIdentity.normalizeFingerprint(fingerprint)!.replacingColons(),
+            senderName: HostIdentity.hostname(RootedFiles(root: "/"))) { salt, n, r, p in
+                try PassphraseKey.derive(passphrase: passphrase, salt: salt, params: KDFParameters(n: Int(n), r: Int(r), p: Int(p))).keyBytes
+            }
+        let session = SenderSession(configuration: config,
+                                    pairs: [PairSpec(pairID: pair, group: group, target: target, sourceSize: device.size)], logger: logger)
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        var options = Replicator.Options()
+        options.chunkSize = chunkSize
+        options.full = full
+        let meter = ProgressMeter(enabled: isatty(STDERR_FILENO) == 1 && !json)
+        let replicator = Replicator(session: session, sources: [1: device], pool: pool, options: options, logger: logger) { meter.show($0) }
+        let clock = ContinuousClock()
+        let started = clock.now
+        do {
+            try await session.connect(retryFor: .seconds(60))
+            switch mode {
+            case .resync:
+                try await replicator.resync()
+            case .follow:
+                var f = Replicator.FollowOptions()
+                f.interval = .milliseconds(Int64(interval * 1000))
+                f.cycles = cycles
+                f.appTag = appTag
+                f.appEvery = appEvery
+                f.freeze = freeze
+                try await replicator.follow(f)
+            case .replay:
+                try await replicator.replay(parsedTrace!)
+            }
+        } catch {
+            meter.finish()
+            await session.close()
+            try? await pool.shutdownGracefully()
+            throw fail("\(error)")
+        }
+        try? await pool.shutdownGracefully()
+        meter.finish()
+        let elapsed = clock.now - started
+        let stats = await session.stats
+        let durable = await session.durableSeq(1)
+        await session.close()
+        let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
+        if json {
+            print(try JSONOutput.encode(SendSummary(mode: mode.rawValue, pair: pair, group: group, sourceBytes: device.size,
+                                                    durableSeq: durable, seconds: seconds, stats: stats)))
+        } else {
+            let mib = Double(stats.bytesSent) / 1_048_576
+            print("\(mode.rawValue): \(pair) → \(to): \(String(format2: mib)) MiB in \(stats.writes) writes, \(stats.tags) tags, "
+                  + "\(String(format2: seconds)) s (\(String(format2: mib / max(seconds, 0.001))) MiB/s), \(stats.reconnects) reconnects, all acknowledged")
+        }
+    }
+}
+
+struct SendSummary: Codable {
+    var mode: String
+    var pair: String
+    var group: String
+    var sourceBytes: UInt64
+    var durableSeq: UInt64
+    var seconds: Double
+    var stats: SenderStats
+}
+
+/// One progress line on a terminal, rewritten in place at most 4 times a second.
+final class ProgressMeter: @unchecked Sendable {
+    let enabled: Bool
+    private var last = ContinuousClock.now - .seconds(1)
+    private let lock = NIOLockSimple()
+    init(enabled: Bool) { self.enabled = enabled }
+
+    func show(_ p: Replicator.Progress) {
+        guard enabled else { return }
+        lock.withLock {
+            let now = ContinuousClock.now
+            guard now - last >= .milliseconds(250) else { return }
+            last = now
+            let pct = p.total > 0 ? " \(p.done * 100 / p.total)%" : ""
+            let line = "\r\(p.phase)\(pct): \(p.stats.bytesSent / 1_048_576) MiB sent, \(p.stats.writes) writes, \(p.stats.tags) tags, \(p.stats.reconnects) reconnects   "
+            _ = line.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        }
+    }
+
+    func finish() {
+        guard enabled else { return }
+        _ = "\n".withCString { write(STDERR_FILENO, $0, 1) }
+    }
+}
+
+/// A pthread mutex for the meter (the CLI does not otherwise depend on NIO's locks).
+final class NIOLockSimple: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    init() { pthread_mutex_init(&mutex, nil) }
+    deinit { pthread_mutex_destroy(&mutex) }
+    func withLock<T>(_ body: () -> T) -> T {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return body()
+    }
+}
+
+extension String {
+    init(format2 value: Double) {
+        let scaled = (value * 100).rounded()
+        let whole = Int(scaled / 100)
+        let frac = Int(abs(scaled).truncatingRemainder(dividingBy: 100))
+        self = "\(whole).\(frac < 10 ? "0" : "")\(frac)"
+    }
+
+    func replacingColons() -> String { filter { $0 != ":" }.lowercased() }
+
+    init(contentsOfFileAtPath path: String) throws {
+        guard let f = fopen(path, "r") else { throw SenderError.source("cannot open \(path)") }
+        defer { fclose(f) }
+        var out = [UInt8]()
+        var buf = [UInt8](repeating: 0, count: 65536)
+        while true {
+            let n = fread(&buf, 1, buf.count, f)
+            if n <= 0 { break }
+            out += buf[0..<n]
+        }
+        self = String(decoding: out, as: UTF8.self)
+    }
+}

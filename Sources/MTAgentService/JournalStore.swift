@@ -1,0 +1,127 @@
+import Logging
+import MTAgentCore
+import MTAgentJournal
+import MTAgentLinux
+import MTAgentReplication
+import NIOConcurrencyHelpers
+
+/// The server's `ReplicaStore` on this machine: a pair opens only onto a target the admin
+/// assigned to its group and that passes every target rule (DESIGN §4), resolved from its stable
+/// identity at the moment of opening; its writes go through the journal's applier.
+public final class JournalStore: ReplicaStore {
+    let catalog: Catalog
+    let journalRoot: String
+    let retentionPath: String
+    let inspector: TargetInspector
+    let logger: Logger
+
+    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger) {
+        self.catalog = catalog
+        self.retentionPath = retentionPath
+        self.journalRoot = retentionPath + "/mt-agent/journal"
+        self.inspector = inspector
+        self.logger = logger
+    }
+
+    public static func catalogPath(retention: String) -> String { retention + "/mt-agent/catalog.sqlite" }
+
+    /// The facts `TargetRules` judges for `identity` (also `mt-agent check target`).
+    public func facts(identity: String, pairID: String?, group: String?, sourceSize: UInt64?) throws -> (TargetFacts, devicePath: String?) {
+        let assigned = try catalog.assignments().first { $0.target == identity }?.group
+        let (device, path, retentionDisks) = try inspector.inspect(identity: identity, retentionPath: retentionPath)
+        let other = try catalog.pairs().first { $0.target == identity && $0.id != pairID }?.id
+        let facts = TargetFacts(identity: identity, device: device, assignedGroup: assigned, requestedGroup: group,
+                                retentionDisks: retentionDisks, retentionPath: retentionPath, otherPair: other, sourceSize: sourceSize)
+        return (facts, path)
+    }
+
+    public func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
+        let (facts, path) = try facts(identity: target, pairID: pairID, group: group, sourceSize: sourceSize)
+        if let refusal = TargetRules.refusals(facts).first {
+            throw StoreRefusal(.targetRefused, "\(refusal.id): \(refusal.message)" + (refusal.fix.map { " — \($0)" } ?? ""))
+        }
+        guard let path else { throw StoreRefusal(.targetRefused, "target.identity: \(target) cannot be resolved") }
+        let info: PairInfo
+        do {
+            info = try catalog.registerPair(id: pairID, group: group, target: target, sourceSize: sourceSize)
+        } catch let error as CatalogError {
+            throw StoreRefusal(.pairConflict, "\(error)")
+        }
+        var pairLogger = logger
+        pairLogger[metadataKey: "pair.id"] = "\(pairID)"
+        pairLogger[metadataKey: "group.id"] = "\(group)"
+        do {
+            let applier = try PairApplier.open(pair: info, targetPath: path, journalRoot: journalRoot, catalog: catalog, logger: pairLogger)
+            return JournalPair(applier: applier)
+        } catch {
+            throw StoreRefusal(.ioError, "cannot open pair \(pairID) on \(path): \(error)")
+        }
+    }
+}
+
+/// One pair over its applier. The server calls `apply`, `requireResync`, `chunkHashes` one at a
+/// time (on the thread pool); `status` may be read from anywhere, so it is kept in a lock.
+final class JournalPair: ReplicaPair {
+    let applier: PairApplier
+    private let current: NIOLockedValueBox<ReplicaStatus>
+
+    init(applier: PairApplier) {
+        self.applier = applier
+        current = NIOLockedValueBox(Self.status(of: applier))
+    }
+
+    static func status(of a: PairApplier) -> ReplicaStatus {
+        ReplicaStatus(state: a.state, durableSeq: a.durableSeq, resyncOffset: a.resyncOffset, targetSize: a.targetSize, reason: a.reason)
+    }
+
+    var status: ReplicaStatus { current.withLockedValue { $0 } }
+
+    func apply(_ ops: [PairOp]) throws -> ApplyResult {
+        // The first refusal is reported; the driver sends one PAIR_ERROR per resync episode.
+        var refusal: ApplyResult.Refusal?
+        for op in ops {
+            switch applier.accept(op) {
+            case .refused(let reason) where refusal == nil:
+                refusal = ApplyResult.Refusal(kind: Self.kind(of: reason), message: reason)
+            case .queued:
+                if case .resyncBegin = op { refusal = nil }
+            default:
+                break
+            }
+        }
+        let outcome = try applier.commit()
+        current.withLockedValue { $0 = Self.status(of: applier) }
+        return ApplyResult(durableSeq: outcome.durableSeq, refusal: refusal)
+    }
+
+    static func kind(of reason: String) -> ApplyResult.Refusal.Kind {
+        if reason.hasPrefix("sequence gap") { return .sequenceGap }
+        if reason.hasPrefix("write past the end") { return .writeOutOfRange }
+        return .resyncRequired
+    }
+
+    func requireResync(reason: String) throws {
+        try applier.markResyncRequired(reason: reason)
+        current.withLockedValue { $0 = Self.status(of: applier) }
+    }
+
+    func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8] {
+        // Read in large pieces (whole chunks, at least 4 MiB) and hash the chunks inside: one pread
+        // per 4 KiB chunk would dominate a differential resync.
+        let piece = max(chunkSize, (4 << 20) / chunkSize * chunkSize)
+        var out: [UInt8] = []
+        out.reserveCapacity(count * 32)
+        var at = offset
+        var left = count * chunkSize
+        while left > 0 {
+            let bytes = try applier.readTarget(offset: at, count: min(piece, left))
+            if bytes.isEmpty { break }
+            out += bytes.withUnsafeBytes { ChunkHashes.of($0, chunkSize: chunkSize) }
+            at += UInt64(bytes.count)
+            left -= bytes.count
+        }
+        return out
+    }
+
+    func close() { applier.close() }
+}

@@ -1,0 +1,137 @@
+import Glibc
+import Logging
+import MTAgentCore
+import MTAgentJournal
+import MTAgentLinux
+import MTAgentReplication
+import NIOCore
+import NIOPosix
+import ServiceLifecycle
+
+/// Everything `mt-agent serve` runs, assembled: the replication listener, the systemd watchdog
+/// and the RPO monitor, in one `ServiceGroup` that stops on SIGTERM/SIGINT after the listener has
+/// drained, flushed and acked what was in flight.
+public struct ServeAssembly {
+    public var server: ServerConfiguration
+    public var retentionPath: String
+    public var rpoThreshold: Duration
+    public var root: String
+    public var logger: Logger
+
+    public init(server: ServerConfiguration, retentionPath: String, rpoThreshold: Duration, root: String = "/", logger: Logger) {
+        self.server = server; self.retentionPath = retentionPath; self.rpoThreshold = rpoThreshold; self.root = root; self.logger = logger
+    }
+
+    public func run() async throws {
+        let notifier = SystemdNotifier.fromProcess()
+        let catalog = try Catalog(path: JournalStore.catalogPath(retention: retentionPath))
+        let store = JournalStore(catalog: catalog, retentionPath: retentionPath,
+                                 inspector: TargetInspector.forRoot(root, logger: logger), logger: logger)
+        // Blocking disk I/O (pwrite, fdatasync, pread for hashes, target discovery) runs here,
+        // never on the Swift concurrency pool or the event loops.
+        let pool = NIOThreadPool(numberOfThreads: 4)
+        pool.start()
+
+        let logger = self.logger
+        let port = server.port
+        let listener = ReplicationServer(configuration: server, store: store, pool: pool, logger: logger) { address in
+            notifier.notify("READY=1\nSTATUS=listening on \(address), no pairs yet")
+            // Tests and scripts wait for this line to know the port (useful with port 0).
+            logger.notice("ready", metadata: ["port": "\(address.port ?? port)"])
+        }
+        var services: [any Service] = [listener, StoppingNotice(notifier: notifier), RPOMonitor(catalog: catalog, threshold: rpoThreshold, listener: listener, notifier: notifier, logger: logger)]
+        if let usec = notifier.watchdogMicroseconds {
+            services.append(WatchdogService(notifier: notifier, interval: .microseconds(Int64(usec / 2))))
+        }
+        let group = ServiceGroup(configuration: .init(
+            services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
+            gracefulShutdownSignals: [.sigterm, .sigint],
+            logger: logger))
+        do {
+            try await group.run()
+        } catch {
+            try? await pool.shutdownGracefully()
+            throw error
+        }
+        try await pool.shutdownGracefully()
+    }
+}
+
+/// Tells systemd the moment graceful shutdown starts (SIGTERM): STOPPING=1.
+struct StoppingNotice: Service {
+    let notifier: SystemdNotifier
+
+    func run() async throws {
+        try? await gracefulShutdown()
+        notifier.notify("STOPPING=1\nSTATUS=stopping: finishing and acknowledging writes in flight")
+    }
+}
+
+/// Tells systemd the service is alive, at half the watchdog interval.
+struct WatchdogService: Service {
+    let notifier: SystemdNotifier
+    let interval: Duration
+
+    func run() async throws {
+        while !Task.isCancelled && !Task.isShuttingDownGracefully {
+            notifier.notify("WATCHDOG=1")
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: interval) }
+        }
+    }
+}
+
+/// Every 10 s: each group's RPO lag (now − source time of its newest recovery point), a warning
+/// when it crosses the threshold, and a one-line STATUS for systemctl. A group without any point
+/// yet counts its lag from when all its open pairs were first seen in sync (an initial resync is
+/// not an RPO breach).
+struct RPOMonitor: Service {
+    let catalog: Catalog
+    let threshold: Duration
+    let listener: ReplicationServer
+    let notifier: SystemdNotifier
+    let logger: Logger
+
+    func run() async throws {
+        var warned: Set<String> = []
+        var syncedSince: [String: UInt64] = [:]
+        while !Task.isShuttingDownGracefully {
+            do {
+                let pairs = await listener.pairs()
+                let points = try catalog.recoveryPoints(group: nil)
+                var now = timespec()
+                clock_gettime(CLOCK_REALTIME, &now)
+                let nowNs = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
+                var newest: [String: UInt64] = [:]
+                for p in points { newest[p.group] = max(newest[p.group] ?? 0, p.sourceTime) }
+                let thresholdNs = UInt64(threshold.components.seconds) * 1_000_000_000
+                for group in Set(pairs.map(\.group)) {
+                    let members = pairs.filter { $0.group == group }
+                    if members.allSatisfy({ $0.status.state == .inSync }) {
+                        syncedSince[group] = syncedSince[group] ?? nowNs
+                    } else {
+                        syncedSince[group] = nil
+                    }
+                    guard let since = newest[group] ?? syncedSince[group] else { continue }
+                    let lag: UInt64? = newest[group].map { nowNs > $0 ? nowNs - $0 : 0 }
+                    if nowNs > since, nowNs - since > thresholdNs {
+                        if !warned.contains(group) {
+                            logger.warning("RPO threshold crossed", metadata: [
+                                "group.id": "\(group)",
+                                "rpo.lag_seconds": "\(lag.map { "\($0 / 1_000_000_000)" } ?? "no recovery point yet")",
+                                "rpo.threshold_seconds": "\(threshold.components.seconds)",
+                            ])
+                            warned.insert(group)
+                        }
+                    } else if warned.remove(group) != nil {
+                        logger.notice("RPO back within threshold", metadata: ["group.id": "\(group)"])
+                    }
+                }
+                let inSync = pairs.filter { $0.status.state == .inSync }.count
+                notifier.notify("STATUS=\(pairs.count) pairs open, \(inSync) in sync, \(points.count) recovery points")
+            } catch {
+                logger.error("RPO check failed", metadata: ["error": "\(error)"])
+            }
+            try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(10)) }
+        }
+    }
+}

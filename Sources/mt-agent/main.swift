@@ -1,3 +1,0 @@
-import MTAgentCLI
-
-MTAgent.main()
