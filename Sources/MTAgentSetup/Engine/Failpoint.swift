@@ -47,11 +47,14 @@ public struct Failpoint: Sendable {
         let chosen = action
         return Failpoint { reached in
             guard reached == target else { return }
+            // raise(), not kill(getpid()): the signal goes to this thread, so it stops here. A
+            // process-directed signal may let this thread run on (it need not be the one that
+            // takes it) — seen once the commands ran on Swift concurrency's threads.
             switch chosen {
             case .kill:
-                Glibc.kill(getpid(), SIGKILL)
+                raise(SIGKILL)
             case .stop:
-                Glibc.kill(getpid(), SIGSTOP)
+                raise(SIGSTOP)
             case .error:
                 throw SimulatedCrash(point: reached)
             }
