@@ -99,16 +99,28 @@ public final class Replicator: Sendable {
             let count = Int((min(windowBytes, source.size - at) + chunk - 1) / chunk)
             return try await session.requestHashes(handle, offset: at, chunkSize: options.chunkSize, count: count)
         }
+        let hashLocally = !full || keepHashes
+        // Reads (and local hashes) run one window ahead too, so the disk is read while the
+        // previous window goes out.
+        func read(_ at: UInt64) -> Task<([UInt8], [UInt8]), Error>? {
+            guard at < source.size else { return nil }
+            let length = min(windowBytes, source.size - at)
+            return Task { [pool, chunkSize = options.chunkSize] in
+                try await pool.runIfActive {
+                    let data = try source.read(offset: at, count: Int(length))
+                    return (data, hashLocally ? Self.hashChunks(data, chunkSize: chunkSize) : [])
+                }
+            }
+        }
         var pending = try await request(offset)
+        var reading = read(offset)
+        defer { reading?.cancel() }
         while offset < source.size {
             let length = min(windowBytes, source.size - offset)
             let next = try await request(offset + length)  // one window ahead: the MT hashes while we compare
             let at = offset
-            let hashLocally = !full || keepHashes
-            let (data, local) = try await pool.runIfActive { [chunkSize = options.chunkSize] in
-                let data = try source.read(offset: at, count: Int(length))
-                return (data, hashLocally ? Self.hashChunks(data, chunkSize: chunkSize) : [])
-            }
+            let (data, local) = try await reading!.value
+            reading = read(offset + length)
             var differs = [Bool](repeating: true, count: (data.count + options.chunkSize - 1) / options.chunkSize)
             if let pending {
                 let remote = try await pending.answer()

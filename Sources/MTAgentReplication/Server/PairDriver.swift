@@ -13,8 +13,10 @@ struct PairSink: Sendable {
 
 /// Feeds one pair's frames to its `ReplicaPair` in order, on the thread pool, with group commit:
 /// while one batch is being made durable the next one accumulates, and one ACK answers a whole
-/// batch. Bounded: `enqueue` suspends while more than `maxPendingBytes` of data are queued or in
-/// flight, so a slow target disk stops the connection's reads and TCP slows the sender.
+/// batch. Bounded: a batch takes at most `maxPendingBytes` (plus one frame), and `enqueue`
+/// suspends while more than `maxPendingBytes` wait behind it — so the connection keeps reading
+/// while a batch is fsynced, yet a slow target disk stops its reads and TCP slows the sender.
+/// At most about 2 × `maxPendingBytes` of a pair's data is held.
 actor PairDriver {
     enum Item {
         case op(PairOp.Pending)
@@ -32,7 +34,8 @@ actor PairDriver {
     var logger: Logger
 
     private var sink: PairSink?
-    private var queue: [Item] = []
+    private var queue = CircularBuffer<Item>()
+    /// Bytes of data queued and not yet taken into a batch.
     private var pendingBytes = 0
     private var working = false
     private var capacityWaiters: [CheckedContinuation<Void, Never>] = []
@@ -111,18 +114,28 @@ actor PairDriver {
                 await answerHashes(offset: offset, chunkSize: chunkSize, count: count)
             case .op(let first):
                 var batch = [first]
-                while case .op(let next)? = queue.first {
+                var bytes = first.byteCount
+                while bytes < maxPendingBytes, case .op(let next)? = queue.first {
                     batch.append(next)
+                    bytes += next.byteCount
                     queue.removeFirst()
                 }
+                pendingBytes -= bytes
+                wakeCapacityWaiters()
                 await commit(batch)
             }
         }
         working = false
     }
 
+    private func wakeCapacityWaiters() {
+        guard pendingBytes <= maxPendingBytes else { return }
+        let waiters = capacityWaiters
+        capacityWaiters = []
+        for w in waiters { w.resume() }
+    }
+
     private func commit(_ batch: [PairOp.Pending]) async {
-        let bytes = batch.reduce(0) { $0 + $1.byteCount }
         let pair = self.pair
         let outcome: Result<(ApplyResult, checksumFailure: String?), Error>
         do {
@@ -131,12 +144,6 @@ actor PairDriver {
             })
         } catch {
             outcome = .failure(error)
-        }
-        pendingBytes -= bytes
-        if pendingBytes <= maxPendingBytes {
-            let waiters = capacityWaiters
-            capacityWaiters = []
-            for w in waiters { w.resume() }
         }
         guard let sink else { return }
         switch outcome {
