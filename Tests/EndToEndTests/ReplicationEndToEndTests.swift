@@ -263,3 +263,95 @@ struct ReplicationEndToEndTests {
         #expect(lab.log.contains("stopping: no new connections"))
     }
 }
+
+/// The parts of replication that take more than one run of a command: an interrupted resync, the
+/// follow mode with app-consistent tags under fsfreeze, and the RPO warning.
+@Suite(.serialized, .tags(.large), .enabled(if: geteuid() == 0, "needs root for loop devices and mounts"))
+struct ReplicationLifecycleEndToEndTests {
+    static let mib = 1 << 20
+
+    @Test func aKilledResyncContinuesWhereTheMasterTargetSaysItStopped() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let work = lab.directory.path
+        let size = 256 * Self.mib
+        var rng = SeededBytes(state: 11)
+        let source = work + "/source.img"
+        try Data(rng.bytes(size)).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(size))
+        try lab.start()
+        // Kill the sender once the MT has recorded part of the resync.
+        let first = try Background(lab.sendArguments("resync", source: source, pair: "p1", target: target), stderrPath: work + "/s1.err")
+        var recorded: UInt64 = 0
+        for _ in 0..<1500 where recorded == 0 {
+            usleep(20_000)
+            recorded = (try? Catalog(path: lab.catalogPath).pair(id: "p1"))??.resyncOffset ?? 0
+        }
+        first.kill9()
+        #expect(recorded > 0 && recorded < UInt64(size), "the MT recorded resync progress \(recorded)")
+        let second = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target) + ["--json", "--log-level", "info"])
+        #expect(second.status == 0, "\(second.stderr)")
+        let sent = try #require(try second.json["stats"] as? [String: Any])["bytesSent"] as? Int ?? 0
+        #expect(second.stderr.contains("state=resyncing"), "the MT did not report the interrupted resync")
+        #expect(sent < size, "the second run sent \(sent) bytes of \(size): it started over")
+        #expect(try sha256(target) == sha256(source))
+        #expect(lab.stop() == 0)
+    }
+
+    @Test func followSendsChangesAndTagsAppConsistentPointsUnderFsfreeze() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let work = lab.directory.path
+        let volume = try LoopVolume(sizeMiB: 64)  // the source: a mounted ext4 the test writes into
+        defer { volume.remove() }
+        let target = try lab.target(bytes: UInt64(64 * Self.mib))
+        try lab.start()
+        try Data(repeating: 0x5A, count: 3 * Self.mib).write(to: URL(fileURLWithPath: volume.mountPoint + "/before.bin"))
+        let follower = try Background(lab.sendArguments("follow", source: volume.device, pair: "p1", target: target)
+                                      + ["--interval", "1", "--cycles", "4", "--app-tag", "quiesced", "--app-every", "2",
+                                         "--freeze", volume.mountPoint, "--json"], stderrPath: work + "/follow.err")
+        usleep(2_500_000)
+        try Data(repeating: 0xA5, count: 2 * Self.mib).write(to: URL(fileURLWithPath: volume.mountPoint + "/during.bin"))
+        let result = follower.wait()
+        #expect(result.status == 0, "\(result.stderr)")
+        let summary = try #require(try JSONSerialization.jsonObject(with: Data(result.stdout.utf8)) as? [String: Any])
+        let stats = try #require(summary["stats"] as? [String: Any])
+        #expect(stats["tags"] as? Int == 4)
+        lab.stop()
+        let points = try Catalog(path: lab.catalogPath).recoveryPoints(group: "g1")
+        #expect(points.count == 4)
+        #expect(points.filter { $0.kind == .app }.map(\.name) == ["quiesced", "quiesced"])
+        // The newest point is the source as follow last read it, frozen: restoring it changes nothing.
+        let copy = work + "/copy.img"
+        try LoopVolume.run("cp", target, copy)
+        try UndoRestore.restore(pairJournal: lab.journalRoot + "/p1", to: try #require(points.first?.positions["p1"]), target: copy)
+        #expect(try sha256(copy) == sha256(target))
+        // The filesystem was thawed at the end (a write would hang otherwise).
+        try Data([1]).write(to: URL(fileURLWithPath: volume.mountPoint + "/after.bin"))
+    }
+
+    @Test func aGroupWithoutAFreshRecoveryPointIsAnRPOWarning() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        var config = try String(contentsOfFile: lab.config, encoding: .utf8)
+        config = config.replacingOccurrences(of: "rpo_threshold = 15m", with: "rpo_threshold = 2s")
+        try config.write(toFile: lab.config, atomically: true, encoding: .utf8)
+        let work = lab.directory.path
+        let source = work + "/source.img"
+        var rng = SeededBytes(state: 5)
+        try Data(rng.bytes(4 * Self.mib)).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(4 * Self.mib))
+        try lab.start()
+        // A sender that stays connected with its pair open while no new point arrives.
+        let sender = try Background(lab.sendArguments("follow", source: source, pair: "p1", target: target)
+                                    + ["--interval", "30", "--cycles", "1"], stderrPath: work + "/s.err")
+        defer { sender.kill9() }
+        var warned = false
+        for _ in 0..<60 where !warned {
+            usleep(500_000)
+            warned = lab.log.contains("RPO threshold crossed") && lab.log.contains("group.id=g1")
+        }
+        #expect(warned, "no RPO warning within 30 s at a 2 s threshold")
+        #expect(lab.log.contains("rpo.threshold_seconds=2"))
+    }
+}
