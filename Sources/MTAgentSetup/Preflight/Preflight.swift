@@ -11,11 +11,14 @@ public struct Preflight: Sendable {
     public let root: String
     public let retentionPath: String?
     public let logger: Logger
+    /// stat, statvfs and the write probe of the retention volume (a test describes its own).
+    public let volumes: VolumeProbing
 
-    public init(root: String, retentionPath: String? = nil, logger: Logger) {
+    public init(root: String, retentionPath: String? = nil, logger: Logger, volumes: VolumeProbing = LiveVolumes()) {
         self.root = root
         self.retentionPath = retentionPath
         self.logger = logger
+        self.volumes = volumes
     }
 
     public func run() throws -> CheckReport {
@@ -36,7 +39,9 @@ public struct Preflight: Sendable {
         checks.append(packages(files))
         checks.append(setupState(files))
         checks.append(configCheck(config))
-        checks += retention(path: retentionPath ?? (try? config.get())?.retentionPath ?? "/mnt/retention")
+        checks += retention(
+            path: retentionPath ?? (try? config.get())?.retentionPath ?? "/mnt/retention",
+            config: (try? config.get()) ?? AgentConfig(), files: files)
         checks.append(tlsIdentity(files))
         checks.append(passphrase(files))
         checks.append(service(facts, port: (try? config.get())?.port ?? AgentConfig().port))
@@ -112,16 +117,69 @@ public struct Preflight: Sendable {
             fix: command ?? "install the packages that provide them")
     }
 
-    private func retention(path: String) -> [CheckResult] {
+    /// The `retention.*` rules of `check retention`, then `retention.churn` from the same facts.
+    private func retention(path: String, config: AgentConfig, files: SystemFiles) -> [CheckResult] {
+        let live = RetentionInspector.forRoot(root, logger: logger)
+        let inspector = RetentionInspector(
+            discovery: live.discovery, volumes: volumes, binaryPath: live.binaryPath, probeTimeout: live.probeTimeout)
+        let facts: RetentionFacts
         do {
-            return try RetentionInspector.forRoot(root, logger: logger).check(path: path)
+            facts = try inspector.facts(path: path, pairs: 0, targets: [])
         } catch {
             return [
                 CheckResult(
                     id: "retention", status: .fail, message: "\(error)",
-                    fix: "prepare a retention volume: mt-agent setup --retention-device DEVICE --format ext4")
+                    fix: "prepare a retention volume: mt-agent setup --retention-device DEVICE --format ext4"),
+                CheckResult(id: RetentionChurn.id, status: .skip, message: "not run: the retention path cannot be checked"),
             ]
         }
+        let churn: CheckResult
+        if let directory = facts.directory {
+            churn = RetentionChurn.evaluate(
+                Self.churnFacts(
+                    files: files, retentionDirectory: directory, config: config, space: facts.space, pairs: facts.pairs,
+                    now: Int64(Date().timeIntervalSince1970)))
+        } else {
+            churn = CheckResult(id: RetentionChurn.id, status: .skip, message: "not run: \(facts.named) is not mounted")
+        }
+        return RetentionRules.evaluate(facts) + [churn]
+    }
+
+    /// The journal bytes of the last `retention_window`: every `<retention>/mt-agent/journal/
+    /// <pair-id>/seg-NNNNNNNN.mtj` whose mtime is within the window, counted at its whole size (an
+    /// approximation, see `RetentionChurn`). Paths are on the machine, read under the root.
+    static func churnFacts(
+        files: SystemFiles, retentionDirectory: String, config: AgentConfig, space: VolumeSpace?, pairs: Int, now: Int64
+    ) -> RetentionChurnFacts {
+        let journal = Paths.join(retentionDirectory, "mt-agent/journal")
+        var facts = RetentionChurnFacts(
+            journalDirectory: journal, segments: nil, window: config.retentionWindow.text,
+            spacePolicy: config.spacePolicy.rawValue, space: space, pairs: pairs)
+        guard let pairDirectories = files.list(journal) else { return facts }
+        let since = now - Int64(config.retentionWindow.seconds)
+        var segments = 0
+        for pair in pairDirectories {
+            for name in files.list(Paths.join(journal, pair)) ?? [] where isSegmentName(name) {
+                guard let info = HostFile.info(files.hostPath(Paths.join(journal, pair + "/" + name))), info.kind == .file else {
+                    continue
+                }
+                segments += 1
+                if Int64(info.mtime.tv_sec) >= since {
+                    facts.recentSegments += 1
+                    facts.recentBytes += UInt64(max(info.size, 0))
+                }
+            }
+        }
+        facts.segments = segments
+        return facts
+    }
+
+    /// `seg-` + the segment number, 8 decimal digits zero-padded (more past 99999999) + `.mtj`
+    /// (docs/JOURNAL.md); not the writer's temporary or probe files.
+    static func isSegmentName(_ name: String) -> Bool {
+        let bytes = Array(name.utf8)
+        guard bytes.count >= 16, name.hasPrefix("seg-"), name.hasSuffix(".mtj") else { return false }
+        return bytes[4..<(bytes.count - 4)].allSatisfy { $0 >= UInt8(ascii: "0") && $0 <= UInt8(ascii: "9") }
     }
 
     private func tlsIdentity(_ files: SystemFiles) -> CheckResult {
