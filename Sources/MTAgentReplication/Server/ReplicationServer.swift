@@ -19,7 +19,7 @@ public struct ServerConfiguration: Sendable {
     public var maxPendingBytesPerPair: Int
 
     public init(host: String, port: Int, certificatePEM: String, privateKeyPEM: String, credentials: MasterCredentials,
-                serverName: String, heartbeat: TimeAmount = .seconds(5), maxPendingBytesPerPair: Int = 32 << 20) {
+                serverName: String, heartbeat: TimeAmount = .seconds(5), maxPendingBytesPerPair: Int = 16 << 20) {
         self.host = host; self.port = port; self.certificatePEM = certificatePEM; self.privateKeyPEM = privateKeyPEM
         self.credentials = credentials; self.serverName = serverName; self.heartbeat = heartbeat
         self.maxPendingBytesPerPair = maxPendingBytesPerPair
