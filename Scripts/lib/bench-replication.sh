@@ -230,7 +230,9 @@ bench_replication() {
     read -r a_bw a_rt < <("$PY" "$RB_PY" fio-bw "$WORK/fio.json")
     a_mibps="$(awk -v b="$a_bw" 'BEGIN { printf "%.3f", b / 1048576 }')"
     rb_fig a_mibps "$a_mibps"; rb_fig a_runtime "$a_rt"; rb_fig a_wall "$(rb_sub "$t0" "$t1")"
-    tag_every="${BENCH_TAG_EVERY:-$(awk -v a="$a_mibps" 'BEGIN { r = int(a + 0.5); print (r < 1 ? 1 : r) }')}"
+    # Tags a second come from the sender's clock (--tag-interval 1); BENCH_TAG_EVERY=N puts a tag
+    # every N writes into the trace instead.
+    tag_every="${BENCH_TAG_EVERY:-0}"
 
     # (c) Full resync onto the target, TLS on, new pair.
     log "(c) mt-agent send resync --full (pair $RB_PAIR)"
@@ -260,15 +262,19 @@ bench_replication() {
     local tags
     tags="$("$PY" "$RB_PY" trace "$WORK/replay.trace" "$size" "$replay_mib" "$tag_every" "$seed")"
     rb_fig d_writes_trace "$replay_mib"; rb_fig d_tags_trace "$tags"; rb_fig d_tag_every "$tag_every"
-    rb_fig d_tag_why "$([ -n "${BENCH_TAG_EVERY:-}" ] && echo "BENCH_TAG_EVERY" || echo "about 1 s at (a)'s rate")"
-    log "(d) mt-agent send replay: $replay_mib random 1 MiB writes, a crash tag every $tag_every writes"
+    rb_fig d_tag_why "$([ -n "${BENCH_TAG_EVERY:-}" ] && echo "BENCH_TAG_EVERY" || echo "--tag-interval 1: a crash tag every second of the replay")"
+    log "(d) mt-agent send replay: $replay_mib random 1 MiB writes, $([ "$tag_every" -gt 0 ] && echo "a crash tag every $tag_every writes" || echo "a crash tag every second")"
     rb_drop_caches
     rb_fig f_hwm_before_kib "$(awk '/^VmHWM:/ { print $2 }' "/proc/$RB_SERVE/status")"
     echo 5 >"/proc/$RB_SERVE/clear_refs" || log "warning: cannot reset VmHWM of $RB_SERVE: (f) covers the whole run"
     "$PY" "$RB_PY" rss "$RB_SERVE" "$WORK/rss.max" &
     local rss_pid=$!
     RB_PIDS+=("$rss_pid")
-    rb_send d replay "$WORK/replay.trace"
+    if [ "$tag_every" -gt 0 ]; then
+        rb_send d replay "$WORK/replay.trace"
+    else
+        rb_send d replay "$WORK/replay.trace" --tag-interval 1
+    fi
     rb_fig f_hwm_kib "$(awk '/^VmHWM:/ { print $2 }' "/proc/$RB_SERVE/status")"
     kill "$rss_pid" 2>/dev/null
     wait "$rss_pid" 2>/dev/null || true

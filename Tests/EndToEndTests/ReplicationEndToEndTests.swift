@@ -355,3 +355,29 @@ struct ReplicationLifecycleEndToEndTests {
         #expect(lab.log.contains("rpo.threshold_seconds=2"))
     }
 }
+
+extension ReplicationLifecycleEndToEndTests {
+    @Test func replayInsertsTimedTagsWithTagInterval() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let work = lab.directory.path
+        let source = work + "/source.img"
+        var rng = SeededBytes(state: 21)
+        try Data(rng.bytes(4 * Self.mib)).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(4 * Self.mib))
+        try lab.start()
+        #expect(try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target)).status == 0)
+        // 12 writes 100 ms apart, no tag in the trace: the 250 ms interval must add several.
+        let lines = (0..<12).map { "write \($0 * 4096) 4096 \($0)\nsleep 100" }
+        try lines.joined(separator: "\n").write(toFile: work + "/t.trace", atomically: true, encoding: .utf8)
+        let r = try mtAgent(lab.sendArguments("replay", source: source, pair: "p1", target: target) + [work + "/t.trace", "--tag-interval", "0.25", "--json"])
+        #expect(r.status == 0, "\(r.stderr)")
+        let tags = try #require(try r.json["stats"] as? [String: Any])["tags"] as? Int ?? 0
+        #expect((3...6).contains(tags), "\(tags) timed tags in 1.2 s at 0.25 s")
+        lab.stop()
+        let names = try Catalog(path: lab.catalogPath).recoveryPoints(group: "g1").map(\.name)
+        #expect(names.contains("interval-1") && names.count == tags)
+        let bad = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target) + ["--tag-interval", "1"])
+        #expect(bad.status != 0 && bad.stderr.contains("--tag-interval is for replay"))
+    }
+}

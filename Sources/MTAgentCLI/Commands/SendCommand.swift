@@ -46,6 +46,7 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .customLong("app-tag"), help: "follow: make tags app-consistent with this name.") var appTag: String?
     @Option(name: .customLong("app-every"), help: "follow: every how many cycles the tag is app-consistent.") var appEvery: Int = 1
     @Option(help: ArgumentHelp("follow: fsfreeze this mount point around app-consistent tags.", valueName: "mountpoint")) var freeze: String?
+    @Option(name: .customLong("tag-interval"), help: "replay: also insert a crash tag every this many seconds.") var tagInterval: Double?
     @Option(name: .customLong("chunk-size"), help: "Resync and change-tracking granularity in bytes (power of two, 4096…4194304).") var chunkSize: Int = 4096
     @Flag(help: "Print a JSON summary at the end.") var json = false
     @Option(name: .customLong("log-level"), help: "How much to log to stderr.") var logLevel: Logger.Level = .warning
@@ -63,6 +64,8 @@ struct SendCommand: AsyncParsableCommand {
             throw ValidationError("--to must be HOST:PORT, e.g. mt01:9443")
         }
         if freeze != nil && appTag == nil { throw ValidationError("--freeze needs --app-tag") }
+        if tagInterval != nil && mode != .replay { throw ValidationError("--tag-interval is for replay") }
+        if let tagInterval, !(tagInterval > 0) { throw ValidationError("--tag-interval must be more than 0 seconds") }
     }
 
     func run() async throws {
@@ -115,7 +118,7 @@ struct SendCommand: AsyncParsableCommand {
                 f.freeze = freeze
                 try await replicator.follow(f)
             case .replay:
-                try await replicator.replay(parsedTrace!)
+                try await replicator.replay(parsedTrace!, tagInterval: tagInterval.map { .milliseconds(Int64($0 * 1000)) })
             }
         } catch {
             meter.finish()

@@ -266,13 +266,24 @@ public final class Replicator: Sendable {
     // MARK: replay
 
     /// Replays a trace (docs/sender.md) onto the first pair: each write goes to the source, then
-    /// to the MT; each tag is sent as written.
-    public func replay(_ trace: Trace) async throws {
+    /// to the MT; each tag is sent as written. With `tagInterval`, a crash tag is also inserted
+    /// whenever that much time has passed since the last tag (timed tags for benchmarks).
+    public func replay(_ trace: Trace, tagInterval: Duration? = nil) async throws {
         let handle = (await session.handles)[0]
         let source = sources[handle]!
         // The trace says what changes; only a pair that is not in sync needs a resync first.
         try await resyncPairsThatNeedIt()
+        let clock = ContinuousClock()
+        var lastTag = clock.now
+        var timedTags = 0
         for (n, op) in trace.ops.enumerated() {
+            if let tagInterval, clock.now - lastTag >= tagInterval {
+                timedTags += 1
+                let (id, now) = nextTag()
+                let name = "interval-\(timedTags)"
+                try await resilient("replay tag") { try await session.sendTag(handle, tagID: id, kind: .crash, name: name, sourceTime: now) }
+                lastTag = clock.now
+            }
             switch op {
             case .write(let offset, let length, let seed):
                 guard offset + UInt64(length) <= source.size else {
@@ -294,6 +305,7 @@ public final class Replicator: Sendable {
             case .tag(let kind, let name):
                 let (id, now) = nextTag()
                 try await resilient("replay tag") { try await session.sendTag(handle, tagID: id, kind: kind, name: name, sourceTime: now) }
+                lastTag = clock.now
             case .sleep(let millis):
                 try await Task.sleep(for: .milliseconds(millis))
             }
