@@ -1,3 +1,4 @@
+import Glibc
 import Crypto
 import Logging
 import NIOConcurrencyHelpers
@@ -89,7 +90,7 @@ struct SenderLink {
                     }
                 }
         } catch {
-            throw LinkError.lost("cannot connect to \(config.host):\(config.port): \(error)")
+            throw LinkError.lost("cannot connect to \(config.host):\(config.port): \(Self.describe(error))")
         }
         let link = SenderLink(channel: channel)
         var inbound = channel.inbound.makeAsyncIterator()
@@ -115,6 +116,16 @@ struct SenderLink {
             return frame
         }
         return nil
+    }
+
+    /// "connection refused" rather than NIO's nested error dump.
+    static func describe(_ error: Error) -> String {
+        if let e = error as? NIOConnectionError {
+            if let first = e.connectionErrors.first { return describe(first.error) }
+            if let dns = e.dnsAError ?? e.dnsAAAAError { return "cannot resolve the host: \(dns)" }
+        }
+        if let e = error as? IOError { return String(cString: strerror(e.errnoCode)).lowercased() }
+        return "\(error)"
     }
 
     /// Finishes the writer (NIO requires it before the channel is dropped) and closes.
