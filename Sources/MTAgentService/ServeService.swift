@@ -94,7 +94,9 @@ struct RPOMonitor: Service {
     func run() async throws {
         var warned: Set<String> = []
         var syncedSince: [String: UInt64] = [:]
-        while !Task.isShuttingDownGracefully {
+        // Cancelled too when another service of the group fails (say the port is taken): without
+        // that check the swallowed CancellationError of the sleep made this loop spin.
+        while !Task.isShuttingDownGracefully && !Task.isCancelled {
             do {
                 let pairs = await listener.pairs()
                 let points = try catalog.recoveryPoints(group: nil)

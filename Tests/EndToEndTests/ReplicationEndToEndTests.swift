@@ -381,3 +381,26 @@ extension ReplicationLifecycleEndToEndTests {
         #expect(bad.status != 0 && bad.stderr.contains("--tag-interval is for replay"))
     }
 }
+
+extension ReplicationLifecycleEndToEndTests {
+    /// A port already in use: one error line, exit 2, promptly — not a process left spinning.
+    @Test func serveOnATakenPortExitsWithOneErrorLine() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        try lab.start()
+        let second = try Background(["serve", "--config", lab.config, "--port", "\(lab.port)"], stderrPath: lab.directory.path + "/second.err")
+        var waited = 0
+        while second.process.isRunning && waited < 200 {
+            usleep(100_000)
+            waited += 1
+        }
+        let running = second.process.isRunning
+        second.kill9()
+        #expect(!running, "serve on a taken port was still running after 20 s")
+        let result = second.wait()
+        #expect(result.status == 2)
+        let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("mt-agent: error:") }
+        #expect(errors.count == 1 && errors[0].contains("in use"), "\(result.stderr)")
+        #expect(lab.stop() == 0)
+    }
+}
