@@ -149,7 +149,7 @@ let package = Package(
         .testTarget(
             name: "MTAgentReplicationTests",
             dependencies: [
-                "MTAgentReplication", "MTAgentCore",
+                "MTAgentReplication", "MTAgentCore", "MTAgentLinux",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -35,12 +35,22 @@ public final class JournalStore: ReplicaStore {
         return (facts, path)
     }
 
-    public func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
+    public func admit(pairID: String, group: String, target: String, sourceSize: UInt64) throws {
+        _ = try admittedPath(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
+    }
+
+    /// The device or file the target resolves to now, once every target rule passes.
+    func admittedPath(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> String {
         let (facts, path) = try facts(identity: target, pairID: pairID, group: group, sourceSize: sourceSize)
         if let refusal = TargetRules.refusals(facts).first {
             throw StoreRefusal(.targetRefused, "\(refusal.id): \(refusal.message)" + (refusal.fix.map { " — \($0)" } ?? ""))
         }
         guard let path else { throw StoreRefusal(.targetRefused, "target.identity: \(target) cannot be resolved") }
+        return path
+    }
+
+    public func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
+        let path = try admittedPath(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
         let info: PairInfo
         do {
             info = try catalog.registerPair(id: pairID, group: group, target: target, sourceSize: sourceSize)

@@ -187,6 +187,32 @@ struct ServerPairTests {
         }
     }
 
+    /// A pair already open is judged again at every OPEN_PAIR: a target refused since (unassigned,
+    /// mounted…) is refused to the new connection, which takes nothing over.
+    @Test func reopeningAPairWhoseTargetIsNowRefusedIsRefused() async throws {
+        let store = MemoryStore()
+        let pair = store.add("disk-1", size: 64 * kib)
+        try await withServer(store) { server in
+            let a = try await server.raw()
+            try await a.authenticate()
+            guard case .pairState = try await a.open(1, pairID: "pair-1", target: "disk-1", sourceSize: UInt64(64 * kib)) else {
+                Issue.record("open failed"); return
+            }
+            store.refuse("disk-1", "target.mounted: disk-1 is mounted on /data")
+            let b = try await server.raw()
+            try await b.authenticate()
+            let answer = try await b.open(7, pairID: "pair-1", target: "disk-1", sourceSize: UInt64(64 * kib))
+            guard case .pairError(7, .targetRefused, let message) = answer else {
+                Issue.record("expected PAIR_ERROR target-refused, got \(answer)"); return
+            }
+            #expect(message.contains("target.mounted"))
+            try await b.send(writeFrame(7, seq: 1, offset: 0, pattern(4 * kib, seed: 1)))
+            let closing = await b.drainUntilClosed()
+            #expect(closing?.contains { if case .error(.unexpectedFrame, _) = $0 { true } else { false } } == true)
+            #expect(pair.applied.isEmpty, "nothing may reach a refused target")
+        }
+    }
+
     @Test func openingThePairOnAnotherConnectionTakesItOver() async throws {
         let store = MemoryStore()
         let pair = store.add("disk-1", size: 64 * kib)

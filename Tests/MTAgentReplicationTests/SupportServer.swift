@@ -3,6 +3,7 @@ import Dispatch
 import Glibc
 import Logging
 import MTAgentCore
+import MTAgentLinux
 @testable import MTAgentReplication
 import NIOConcurrencyHelpers
 import NIOCore
@@ -83,15 +84,15 @@ struct TestIdentity: Sendable {
             unlink(dir + "/c.pem")
             rmdir(dir)
         }
-        let req = try ProcessOutput.run([
+        let req = try ProcessRunner().run([
             "openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes", "-days", "1",
             "-subj", "/CN=localhost", "-keyout", dir + "/k.pem", "-out", dir + "/c.pem",
         ])
-        guard req.status == 0 else { throw TestFailure("openssl req failed: \(req.output)") }
-        let fp = try ProcessOutput.run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", dir + "/c.pem"])
-        guard fp.status == 0, let eq = fp.output.firstIndex(of: "=") else { throw TestFailure("openssl x509 failed: \(fp.output)") }
-        let hex = fp.output[fp.output.index(after: eq)...].filter { $0.isHexDigit }.lowercased()
-        guard hex.count == 64 else { throw TestFailure("unexpected fingerprint output: \(fp.output)") }
+        guard req.status == 0 else { throw TestFailure("openssl req failed: \(req.stderr)") }
+        let fp = try ProcessRunner().run(["openssl", "x509", "-noout", "-fingerprint", "-sha256", "-in", dir + "/c.pem"])
+        guard fp.status == 0, let eq = fp.stdout.firstIndex(of: "=") else { throw TestFailure("openssl x509 failed: \(fp.stdout)") }
+        let hex = fp.stdout[fp.stdout.index(after: eq)...].filter { $0.isHexDigit }.lowercased()
+        guard hex.count == 64 else { throw TestFailure("unexpected fingerprint output: \(fp.stdout)") }
         return TestIdentity(certificatePEM: try readText(dir + "/c.pem"), privateKeyPEM: try readText(dir + "/k.pem"), fingerprint: hex)
     }
 
@@ -367,16 +368,23 @@ final class MemoryStore: ReplicaStore, @unchecked Sendable {
         }
     }
 
-    func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
-        let (pair, refusal) = box.withLockedValue { s in
-            s.opens.append(Open(pairID: pairID, group: group, target: target, sourceSize: sourceSize))
-            return (s.targets[target], s.refusals[target])
-        }
+    func admit(pairID: String, group: String, target: String, sourceSize: UInt64) throws {
+        _ = try admitted(target: target, sourceSize: sourceSize)
+    }
+
+    private func admitted(target: String, sourceSize: UInt64) throws -> MemoryPair {
+        let (pair, refusal) = box.withLockedValue { s in (s.targets[target], s.refusals[target]) }
         if let refusal { throw StoreRefusal(.targetRefused, refusal) }
         guard let pair else { throw StoreRefusal(.targetRefused, Self.unassignedMessage(target)) }
         guard sourceSize <= UInt64(pair.size) else {
             throw StoreRefusal(.targetRefused, "target.size: \(target) (\(pair.size) bytes) is smaller than the source (\(sourceSize) bytes)")
         }
+        return pair
+    }
+
+    func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
+        box.withLockedValue { s in s.opens.append(Open(pairID: pairID, group: group, target: target, sourceSize: sourceSize)) }
+        let pair = try admitted(target: target, sourceSize: sourceSize)
         pair.opened()
         return pair
     }
@@ -731,7 +739,7 @@ struct TempDir {
         }
         path = String(cString: made)
     }
-    func remove() { _ = try? ProcessOutput.run(["rm", "-rf", path]) }
+    func remove() { _ = try? ProcessRunner().run(["rm", "-rf", path]) }
 }
 
 func writeFile(_ path: String, _ bytes: [UInt8]) throws {

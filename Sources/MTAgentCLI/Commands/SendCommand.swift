@@ -78,8 +78,8 @@ struct SendCommand: AsyncParsableCommand {
             passphrase = try PassphraseKey.readPassphraseFile(passphraseFile)
             device = try SourceDevice(path: source, writable: mode == .replay)
             parsedTrace = try trace.map { path in
-                guard let text = try? String(contentsOfFileAtPath: path) else { throw SenderError.source("cannot read trace \(path)") }
-                return try Trace.parse(text, file: path)
+                guard let bytes = RootedFiles(root: "/").read(path) else { throw SenderError.source("cannot read trace \(path)") }
+                return try Trace.parse(String(decoding: bytes, as: UTF8.self), file: path)
             }
         } catch {
             throw fail("\(error)")
@@ -101,7 +101,8 @@ struct SendCommand: AsyncParsableCommand {
         options.chunkSize = chunkSize
         options.full = full
         let meter = ProgressMeter(enabled: isatty(STDERR_FILENO) == 1 && !json)
-        let replicator = Replicator(session: session, sources: [1: device], pool: pool, options: options, logger: logger) { meter.show($0) }
+        let replicator = Replicator(session: session, sources: [1: device], pool: pool, options: options, logger: logger,
+                                    progress: { meter.show($0) }, freezer: Self.fsfreeze)
         let clock = ContinuousClock()
         let started = clock.now
         do {
@@ -144,6 +145,15 @@ struct SendCommand: AsyncParsableCommand {
     }
 }
 
+extension SendCommand {
+    /// `fsfreeze -f|-u MOUNTPOINT` around an app-consistent tag.
+    static let fsfreeze: @Sendable (String, Bool) throws -> Void = { mountpoint, freeze in
+        let flag = freeze ? "-f" : "-u"
+        let r = try ProcessRunner().run(["fsfreeze", flag, mountpoint])
+        guard r.status == 0 else { throw SenderError.source("fsfreeze \(flag) \(mountpoint) failed: \(r.stderr)") }
+    }
+}
+
 struct SendSummary: Codable {
     var mode: String
     var pair: String
@@ -158,7 +168,7 @@ struct SendSummary: Codable {
 final class ProgressMeter: @unchecked Sendable {
     let enabled: Bool
     private var last = ContinuousClock.now - .seconds(1)
-    private let lock = NIOLockSimple()
+    private let lock = Lock()
     init(enabled: Bool) { self.enabled = enabled }
 
     func show(_ p: Replicator.Progress) {
@@ -179,18 +189,6 @@ final class ProgressMeter: @unchecked Sendable {
     }
 }
 
-/// A pthread mutex for the meter (the CLI does not otherwise depend on NIO's locks).
-final class NIOLockSimple: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-    func withLock<T>(_ body: () -> T) -> T {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
-    }
-}
-
 extension String {
     init(format2 value: Double) {
         let scaled = (value * 100).rounded()
@@ -200,17 +198,4 @@ extension String {
     }
 
     func replacingColons() -> String { filter { $0 != ":" }.lowercased() }
-
-    init(contentsOfFileAtPath path: String) throws {
-        guard let f = fopen(path, "r") else { throw SenderError.source("cannot open \(path)") }
-        defer { fclose(f) }
-        var out = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 65536)
-        while true {
-            let n = fread(&buf, 1, buf.count, f)
-            if n <= 0 { break }
-            out += buf[0..<n]
-        }
-        self = String(decoding: out, as: UTF8.self)
-    }
 }

@@ -37,14 +37,19 @@ public final class Replicator: Sendable {
     let options: Options
     let logger: Logger
     let progress: @Sendable (Progress) -> Void
+    /// `fsfreeze -f` (true) / `-u` (false) of a mount point: the caller runs the command.
+    let freezer: @Sendable (_ mountpoint: String, _ freeze: Bool) throws -> Void
     /// Hash of every chunk of every source as last sent: what `follow` compares against.
     let tracked = NIOLockedValueBox<[UInt32: [UInt8]]>([:])
     let lastTagID = NIOLockedValueBox<UInt64>(0)
 
     public init(session: SenderSession, sources: [UInt32: SourceDevice], pool: NIOThreadPool, options: Options = Options(),
-                logger: Logger, progress: @escaping @Sendable (Progress) -> Void = { _ in }) {
+                logger: Logger, progress: @escaping @Sendable (Progress) -> Void = { _ in },
+                freezer: @escaping @Sendable (String, Bool) throws -> Void = { mp, _ in
+                    throw SenderError.source("no way to freeze \(mp) was given")
+                }) {
         self.session = session; self.sources = sources; self.pool = pool; self.options = options
-        self.logger = logger; self.progress = progress
+        self.logger = logger; self.progress = progress; self.freezer = freezer
     }
 
     // MARK: resilience
@@ -195,7 +200,7 @@ public final class Replicator: Sendable {
             try await Task.sleep(for: follow.interval)
             cycle += 1
             let app = follow.appTag != nil && cycle % max(1, follow.appEvery) == 0
-            if app, let mp = follow.freeze { try freeze(mp, "-f") }
+            if app, let mp = follow.freeze { try freezer(mp, true) }
             do {
                 for handle in await session.handles {
                     try await resilient("follow") { try await sendChanges(handle) }
@@ -208,10 +213,10 @@ public final class Replicator: Sendable {
                     }
                 }
             } catch {
-                if app, let mp = follow.freeze { try? freeze(mp, "-u") }
+                if app, let mp = follow.freeze { try? freezer(mp, false) }
                 throw error
             }
-            if app, let mp = follow.freeze { try freeze(mp, "-u") }
+            if app, let mp = follow.freeze { try freezer(mp, false) }
             progress(Progress(phase: "follow", done: UInt64(cycle), total: UInt64(follow.cycles ?? 0), stats: await session.stats))
         }
         for handle in await session.handles {
@@ -243,11 +248,6 @@ public final class Replicator: Sendable {
             record(handle, offset: at, hashes: local)
             offset += length
         }
-    }
-
-    private func freeze(_ mountpoint: String, _ flag: String) throws {
-        let r = try ProcessOutput.run(["fsfreeze", flag, mountpoint])
-        guard r.status == 0 else { throw SenderError.source("fsfreeze \(flag) \(mountpoint) failed: \(r.output)") }
     }
 
     /// Tag ids increase and are milliseconds of the wall clock where possible, so tags of one

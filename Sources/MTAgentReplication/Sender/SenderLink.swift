@@ -66,7 +66,7 @@ struct SenderLink {
         tls.certificateVerification = .noHostnameVerification
         let context = try NIOSSLContext(configuration: tls)
         let expected = config.fingerprint
-        let presented = NIOLockedValueBoxString()
+        let presented = NIOLockedValueBox<String?>(nil)
         let channel: NIOAsyncChannel<Frame, Frame>
         do {
             channel = try await ClientBootstrap(group: group)
@@ -81,7 +81,7 @@ struct SenderLink {
                                 return
                             }
                             let fp = SHA256.hash(data: der).map { String(format2: $0) }.joined()
-                            presented.set(fp)
+                            presented.withLockedValue { $0 = fp }
                             promise.succeed(fp == expected ? .certificateVerified : .failed)
                         }
                         try ch.pipeline.syncOperations.addHandler(handler)
@@ -101,7 +101,7 @@ struct SenderLink {
             throw error
         } catch {
             link.shutdown()
-            if let fp = presented.get(), fp != expected {
+            if let fp = presented.withLockedValue({ $0 }), fp != expected {
                 throw LinkError.fingerprintMismatch(presented: fp, expected: expected)
             }
             throw LinkError.lost("handshake with \(config.host):\(config.port): \(error)")
@@ -163,13 +163,6 @@ struct SenderLink {
         }
         logger.debug("authenticated", metadata: ["server": "\(challenge.serverName)"])
     }
-}
-
-/// A string set once from the event loop and read from the connecting task.
-final class NIOLockedValueBoxString: Sendable {
-    private let box = NIOLockedValueBox<String?>(nil)
-    func set(_ s: String) { box.withLockedValue { $0 = s } }
-    func get() -> String? { box.withLockedValue { $0 } }
 }
 
 extension String {

@@ -49,8 +49,8 @@ public actor SenderSession {
         let spec: PairSpec
         let handle: UInt32
         var nextSeq: UInt64 = 1
-        var unacked: [(seq: UInt64, frame: Frame, bytes: Int)] = []
-        var unackedHead = 0
+        /// Every frame sent and not yet acked, oldest first.
+        var unacked = CircularBuffer<(seq: UInt64, frame: Frame, bytes: Int)>()
         var unackedBytes = 0
         var durable: UInt64 = 0
         var report: Frame.PairStateReport?
@@ -61,17 +61,12 @@ public actor SenderSession {
         init(spec: PairSpec, handle: UInt32) { self.spec = spec; self.handle = handle }
 
         func dropAcked() {
-            while unackedHead < unacked.count, unacked[unackedHead].seq <= durable {
-                unackedBytes -= unacked[unackedHead].bytes
-                unackedHead += 1
-            }
-            if unackedHead > 1024, unackedHead * 2 > unacked.count {
-                unacked.removeFirst(unackedHead)
-                unackedHead = 0
+            while let first = unacked.first, first.seq <= durable {
+                unackedBytes -= first.bytes
+                unacked.removeFirst()
             }
         }
-        var pending: ArraySlice<(seq: UInt64, frame: Frame, bytes: Int)> { unacked[unackedHead...] }
-        func clearUnacked() { unacked = []; unackedHead = 0; unackedBytes = 0 }
+        func clearUnacked() { unacked.removeAll(); unackedBytes = 0 }
     }
 
     let configuration: SenderConfiguration
@@ -152,7 +147,7 @@ public actor SenderSession {
             stream.nextSeq = max(stream.nextSeq, report.durableSeq + 1)
             stream.dropAcked()
             if report.state == .inSync && !stream.needsResync {
-                for item in stream.pending { await write(item.frame) }
+                for item in stream.unacked { await write(item.frame) }
             } else {
                 // Whatever was unacked is superseded by the resync the mode loop now runs.
                 stream.needsResync = true

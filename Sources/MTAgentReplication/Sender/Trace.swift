@@ -85,34 +85,3 @@ extension Substring {
         String(drop(while: { $0 == " " || $0 == "\t" }).reversed().drop(while: { $0 == " " || $0 == "\t" }).reversed())
     }
 }
-
-/// Runs a short command and captures its combined output (fsfreeze).
-enum ProcessOutput {
-    static func run(_ argv: [String]) throws -> (status: Int32, output: String) {
-        var pid = pid_t()
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        var pipeFDs: [Int32] = [0, 0]
-        guard pipe(&pipeFDs) == 0 else { throw SenderError.source("pipe: \(String(cString: strerror(errno)))") }
-        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 1)
-        posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], 2)
-        posix_spawn_file_actions_addclose(&actions, pipeFDs[0])
-        let cargs = argv.map { strdup($0) } + [nil]
-        defer { cargs.forEach { free($0) } }
-        let rc = posix_spawnp(&pid, argv[0], &actions, nil, cargs, environ)
-        close(pipeFDs[1])
-        defer { close(pipeFDs[0]) }
-        guard rc == 0 else { throw SenderError.source("cannot run \(argv[0]): \(String(cString: strerror(rc)))") }
-        var output = [UInt8]()
-        var buf = [UInt8](repeating: 0, count: 4096)
-        while true {
-            let n = read(pipeFDs[0], &buf, buf.count)
-            if n <= 0 { break }
-            output += buf[0..<n]
-        }
-        var status: Int32 = 0
-        waitpid(pid, &status, 0)
-        return ((status >> 8) & 0xFF, String(decoding: output, as: UTF8.self))
-    }
-}

@@ -22,8 +22,10 @@ actor PairRegistry {
                 guard driver.group == open.groupID, driver.target == open.target else {
                     throw StoreRefusal(.pairConflict, "pair \(open.pairID) is open in group \(driver.group) onto \(driver.target), not group \(open.groupID) onto \(open.target)")
                 }
-                guard open.sourceSize <= driver.pair.status.targetSize else {
-                    throw StoreRefusal(.targetRefused, "target \(open.target) (\(driver.pair.status.targetSize) bytes) is smaller than the source (\(open.sourceSize) bytes)")
+                // Every rule again: the target may have been unassigned or mounted since it was opened.
+                let store = self.store
+                try await pool.runIfActive {
+                    try store.admit(pairID: open.pairID, group: open.groupID, target: open.target, sourceSize: open.sourceSize)
                 }
                 return driver
             }

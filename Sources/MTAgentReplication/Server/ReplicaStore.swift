@@ -49,6 +49,11 @@ public struct ApplyResult: Sendable, Equatable {
 
 /// Opens pairs on request of OPEN_PAIR after checking the assignment and every target rule.
 public protocol ReplicaStore: Sendable {
+    /// Throws the refusal when the target may not (or no longer) take the pair: unassigned,
+    /// mounted since, too small… Checked again at every OPEN_PAIR of a pair already open, since
+    /// the admin or the machine may have changed the disk in between.
+    func admit(pairID: String, group: String, target: String, sourceSize: UInt64) throws
+    /// Admits, then opens the target and the pair's journal.
     func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair
 }
 
