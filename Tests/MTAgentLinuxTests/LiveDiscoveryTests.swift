@@ -97,7 +97,7 @@ struct LiveDiscoveryTests {
         defer { s.cleanup() }
         let dev = try s.loopDevice(sizeMiB: 32, name: "udev")
         try s.run("mkfs.ext4", "-q", "-F", "-U", Self.ext4UUID, dev)
-        s.settle()
+        s.reprobe(dev)
         let inv = try live()
         #expect(inv.host.udevRunning)
         let d = try disk(inv, dev)

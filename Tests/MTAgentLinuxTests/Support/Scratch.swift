@@ -59,6 +59,14 @@ final class Scratch {
     func settle() {
         _ = try? runner.run(["udevadm", "settle", "--timeout=10"])
     }
+
+    /// Makes udevd re-read `device` now and waits for it. After a tool writes a filesystem, the
+    /// "change" event udevd synthesises from its inotify watch may not be queued yet when a plain
+    /// settle returns; asking for the event explicitly removes that race.
+    func reprobe(_ device: String) {
+        _ = try? runner.run(["udevadm", "trigger", "--action=change", "--settle", device])
+        settle()
+    }
 }
 
 struct ScratchError: Error, CustomStringConvertible {
