@@ -11,7 +11,8 @@ public struct MTAgent: AsyncParsableCommand {
             """,
         version: MTAgentVersion.string,
         subcommands: [DisksCommand.self, CheckCommand.self, PreflightCommand.self, CollectCommand.self, SetupCommand.self,
-                      TargetsCommand.self, ServeCommand.self, SendCommand.self, LabCommand.self]
+                      TargetsCommand.self, ServeCommand.self, SendCommand.self, PointsCommand.self, FailoverCommand.self,
+                      CommitCommand.self, LabCommand.self]
     )
 
     public init() {}

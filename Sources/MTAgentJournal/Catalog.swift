@@ -36,6 +36,8 @@ public struct TargetAssignment: Sendable, Codable, Equatable {
 
 /// A point every in-sync pair of a group can be rolled back to.
 public struct RecoveryPoint: Sendable, Codable, Equatable {
+    /// The catalog's row id: what `failover --point ID` names.
+    public var id: Int64
     public var group: String
     public var tagID: UInt64
     public var kind: TagKind
@@ -74,7 +76,7 @@ public enum CatalogError: Error, Equatable, CustomStringConvertible {
 /// Groups, pairs, durable tags and recovery points, in SQLite (WAL, synchronous FULL).
 /// Everything here except the assignments can be rebuilt from the pair journals.
 public final class Catalog: Sendable {
-    private let pool: DatabasePool
+    let pool: DatabasePool
 
     public init(path: String) throws {
         let directory = (path as NSString).deletingLastPathComponent
@@ -133,6 +135,19 @@ public final class Catalog: Sendable {
                     segment INTEGER NOT NULL,
                     byteOffset INTEGER NOT NULL,
                     PRIMARY KEY (pointID, pairID));
+                """)
+        }
+        migrator.registerMigration("v2-failover-pruning") { db in
+            try db.execute(sql: """
+                CREATE TABLE failover (
+                    groupID TEXT PRIMARY KEY NOT NULL,
+                    pointID INTEGER NOT NULL,
+                    status TEXT NOT NULL,
+                    startedAt DOUBLE NOT NULL,
+                    updatedAt DOUBLE NOT NULL);
+                CREATE TABLE pruned (
+                    groupID TEXT PRIMARY KEY NOT NULL,
+                    throughTagID INTEGER NOT NULL);
                 """)
         }
         return migrator
@@ -233,7 +248,7 @@ public final class Catalog: Sendable {
                     throw CatalogError.badRow("recovery point \(pointID) has tag kind \(row["kind"] as Int64)")
                 }
                 return RecoveryPoint(
-                    group: row["groupID"], tagID: UInt64(bitPattern: row["tagID"]), kind: kind, name: row["name"],
+                    id: pointID, group: row["groupID"], tagID: UInt64(bitPattern: row["tagID"]), kind: kind, name: row["name"],
                     sourceTime: UInt64(bitPattern: row["sourceTime"]),
                     recordedAt: Date(timeIntervalSince1970: row["recordedAt"]), positions: positions)
             }
@@ -288,7 +303,12 @@ public final class Catalog: Sendable {
             else { throw CatalogError.unknownPair(progress.pairID) }
 
             var complete: Set<UInt64> = []
+            // A pruned tag's TAG record may survive in the segment the oldest kept point starts in;
+            // re-opening the pair must not bring its point back.
+            let prunedThrough = try Int64.fetchOne(db, sql: "SELECT throughTagID FROM pruned WHERE groupID = ?",
+                                                   arguments: [group]).map { UInt64(bitPattern: $0) }
             for tag in tags {
+                if let prunedThrough, tag.tagID <= prunedThrough { continue }
                 let tagID = Int64(bitPattern: tag.tagID)
                 try db.execute(
                     sql: """

@@ -18,12 +18,12 @@ public final class JournalStore: ReplicaStore {
     public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger) {
         self.catalog = catalog
         self.retentionPath = retentionPath
-        self.journalRoot = retentionPath + "/mt-agent/journal"
+        self.journalRoot = RetentionLayout(retention: retentionPath).journalRoot
         self.inspector = inspector
         self.logger = logger
     }
 
-    public static func catalogPath(retention: String) -> String { retention + "/mt-agent/catalog.sqlite" }
+    public static func catalogPath(retention: String) -> String { RetentionLayout(retention: retention).catalog }
 
     /// The facts `TargetRules` judges for `identity` (also `mt-agent check target`).
     public func facts(identity: String, pairID: String?, group: String?, sourceSize: UInt64?) throws -> (TargetFacts, devicePath: String?) {
@@ -36,7 +36,16 @@ public final class JournalStore: ReplicaStore {
     }
 
     public func admit(pairID: String, group: String, target: String, sourceSize: UInt64) throws {
+        try refuseIfFailedOver(group: group)
         _ = try admittedPath(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
+    }
+
+    /// After `mt-agent failover` the targets belong to the operator until commit: nothing of the group
+    /// is opened, so no replicated write can land on a rolled-back disk.
+    func refuseIfFailedOver(group: String) throws {
+        guard let state = try catalog.failover(group: group) else { return }
+        throw StoreRefusal(.failedOver, "group \(group) was failed over to recovery point \(state.pointID) (\(state.status.rawValue)); "
+            + "the master target accepts nothing for it until 'mt-agent commit --group \(group)', after which its targets are released")
     }
 
     /// The device or file the target resolves to now, once every target rule passes.
@@ -50,6 +59,7 @@ public final class JournalStore: ReplicaStore {
     }
 
     public func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
+        try refuseIfFailedOver(group: group)
         let path = try admittedPath(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
         let info: PairInfo
         do {
@@ -65,6 +75,15 @@ public final class JournalStore: ReplicaStore {
             return JournalPair(applier: applier)
         } catch {
             throw StoreRefusal(.ioError, "cannot open pair \(pairID) on \(path): \(error)")
+        }
+    }
+}
+
+extension JournalStore {
+    /// Points, failover and commit over this store's catalog; targets resolved and judged like an OPEN_PAIR's.
+    public func recovery(logger: Logger) -> Recovery {
+        Recovery(catalog: catalog, layout: RetentionLayout(retention: retentionPath), logger: logger) { [self] pair in
+            try admittedPath(pairID: pair.id, group: pair.group, target: pair.target, sourceSize: pair.sourceSize)
         }
     }
 }

@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 import Logging
 import MTAgentCore
@@ -24,9 +25,21 @@ public struct ServeAssembly {
 
     public func run() async throws {
         let notifier = SystemdNotifier.fromProcess()
-        let catalog = try Catalog(path: JournalStore.catalogPath(retention: retentionPath))
+        let layout = RetentionLayout(retention: retentionPath)
+        try makeDirectory(layout.base)
+        // One process works on the journals at a time: this service, or a recovery command run
+        // while it is stopped.
+        guard let lock = try FileLock.tryExclusive(path: layout.lock) else {
+            throw ServeError.locked(layout.lock)
+        }
+        defer { lock.release() }
+        let catalog = try Catalog(path: layout.catalog)
         let store = JournalStore(catalog: catalog, retentionPath: retentionPath,
                                  inspector: TargetInspector.forRoot(root, logger: logger), logger: logger)
+        let recovery = store.recovery(logger: logger)
+        // A failover or commit killed half-way is finished before any sender can connect.
+        let finished = try recovery.finishInterrupted()
+        if !finished.isEmpty { logger.notice("finished interrupted recovery work", metadata: ["groups": "\(finished)"]) }
         // Blocking disk I/O (pwrite, fdatasync, pread for hashes, target discovery) runs here,
         // never on the Swift concurrency pool or the event loops.
         let pool = NIOThreadPool(numberOfThreads: 4)
@@ -39,7 +52,13 @@ public struct ServeAssembly {
             // Tests and scripts wait for this line to know the port (useful with port 0).
             logger.notice("ready", metadata: ["port": "\(address.port ?? port)"])
         }
-        var services: [any Service] = [listener, StoppingNotice(notifier: notifier), RPOMonitor(catalog: catalog, threshold: rpoThreshold, listener: listener, notifier: notifier, logger: logger)]
+        let desk = RecoveryDesk(recovery: recovery, pool: pool) { group in
+            let stopped = await listener.stop(group: group, message: "group \(group) was failed over on the master target; "
+                + "it accepts nothing for the group until 'mt-agent commit --group \(group)'")
+            logger.notice("replication stopped for failover", metadata: ["group.id": "\(group)", "pairs": "\(stopped)"])
+        }
+        var services: [any Service] = [listener, ControlServer(path: layout.controlSocket, handler: desk, logger: logger),
+                                       StoppingNotice(notifier: notifier), RPOMonitor(catalog: catalog, threshold: rpoThreshold, listener: listener, notifier: notifier, logger: logger)]
         if let usec = notifier.watchdogMicroseconds {
             services.append(WatchdogService(notifier: notifier, interval: .microseconds(Int64(usec / 2))))
         }
@@ -54,6 +73,22 @@ public struct ServeAssembly {
             throw error
         }
         try await pool.shutdownGracefully()
+    }
+}
+
+public enum ServeError: Error, CustomStringConvertible {
+    case locked(String)
+    public var description: String {
+        switch self {
+        case .locked(let path):
+            "another mt-agent process holds \(path): a second serve, or a failover or commit run while the service was stopped — wait for it"
+        }
+    }
+}
+
+func makeDirectory(_ path: String) throws {
+    do { try FileManager.default.createDirectory(atPath: path, withIntermediateDirectories: true) } catch {
+        throw RecoveryRefusal("cannot create \(path): \(error)")
     }
 }
 

@@ -22,6 +22,23 @@ public enum PairOp: Sendable, Equatable {
 /// Crash-consistent (frequent, between write batches) or app-consistent (named, application quiesced).
 public enum TagKind: UInt8, Sendable, Codable, Equatable {
     case crash = 1, app = 2
+
+    /// "crash" or "app": how JSON output and the control socket name it.
+    public var name: String { self == .app ? "app" : "crash" }
+
+    public init(from decoder: any Decoder) throws {
+        let text = try decoder.singleValueContainer().decode(String.self)
+        switch text {
+        case "crash": self = .crash
+        case "app": self = .app
+        default: throw DecodingError.dataCorrupted(.init(codingPath: decoder.codingPath, debugDescription: "tag kind \(text) is not crash or app"))
+        }
+    }
+
+    public func encode(to encoder: any Encoder) throws {
+        var container = encoder.singleValueContainer()
+        try container.encode(name)
+    }
 }
 
 /// Where a pair stands (docs/PROTOCOL.md §4, `PAIR_STATE.state`).

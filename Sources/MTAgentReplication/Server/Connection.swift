@@ -128,6 +128,7 @@ struct Connection {
                 case .targetRefused: .targetRefused
                 case .pairConflict: .pairConflict
                 case .ioError: .ioError
+                case .failedOver: .failedOver
                 }
                 await send(.pairError(handle: open.handle, code: code, message: refusal.message))
             } catch {

@@ -217,6 +217,17 @@ actor PairDriver {
         await drain()
         pair.close()
     }
+
+    /// Ends the pair for good (its group was failed over): what is queued becomes durable, the
+    /// connection holding it gets `code`, its later frames are ignored, and the pair is closed.
+    func stop(code: ErrorCode, message: String) async {
+        await drain()
+        if let sink {
+            await sink.send(.pairError(handle: sink.handle, code: code, message: message))
+        }
+        sink = nil
+        pair.close()
+    }
 }
 
 extension PairOp {

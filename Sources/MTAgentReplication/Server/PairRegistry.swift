@@ -56,6 +56,20 @@ actor PairRegistry {
         drivers = [:]
     }
 
+    /// Stops and forgets every open pair of `group` (failover): each one's queue is made durable,
+    /// its connection is told `code`, and the pair is closed. An OPEN_PAIR that arrives later goes
+    /// through the store again, which refuses it.
+    func stop(group: String, code: ErrorCode, message: String) async -> [String] {
+        var stopped: [String] = []
+        for (id, task) in drivers {
+            guard let driver = try? await task.value, driver.group == group else { continue }
+            await driver.stop(code: code, message: message)
+            drivers[id] = nil
+            stopped.append(id)
+        }
+        return stopped.sorted()
+    }
+
     /// Open pairs and their state, for status reporting.
     func snapshot() async -> [(pairID: String, group: String, status: ReplicaStatus)] {
         var out: [(String, String, ReplicaStatus)] = []

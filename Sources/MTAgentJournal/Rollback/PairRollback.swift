@@ -1,0 +1,132 @@
+import Foundation
+import Glibc
+import MTAgentCore
+
+/// Where a rollback stands, for progress reporting.
+public struct RollbackProgress: Sendable, Equatable {
+    public enum Phase: String, Sendable, Codable {
+        /// Copying the target's newest content of the blocks about to change into the saved store.
+        case saving
+        /// Writing blocks back to the newest content (after an earlier rollback to an older point).
+        case forward
+        /// Applying undo records, newest first.
+        case undoing
+    }
+    public var phase: Phase
+    public var bytesDone: UInt64
+    public var bytesTotal: UInt64
+}
+
+public struct RollbackStats: Sendable, Codable, Equatable {
+    /// Target bytes copied into the saved store by this run.
+    public var savedBytes: UInt64 = 0
+    /// Target bytes written back from the saved store (blocks the new point does not change).
+    public var forwardBytes: UInt64 = 0
+    /// UNDO records applied and their bytes.
+    public var undoRecords: Int = 0
+    public var undoBytes: UInt64 = 0
+    public init() {}
+}
+
+/// Moves one pair's target to a recovery point, any number of times, in any direction, until commit.
+///
+/// The target holds the newest data ("head") when replication stops. The **saved store**
+/// (`savedDirectory`, segment files of UNDO records with seq 0, docs/JOURNAL.md) receives the head
+/// content of every block before a rollback first overwrites it, and one invariant makes every step
+/// crash-safe: *a block that is not in the saved store holds its head content*. To reach the point
+/// whose TAG record is at P:
+///
+/// 1. S = the blocks covered by UNDO records after P; H = the blocks in the saved store.
+/// 2. Copy the target's content of S \ H (head content, by the invariant) into the saved store;
+///    fdatasync it. Now S ⊆ H, so the target may be written anywhere in S ∪ H.
+/// 3. Write the saved head content of H \ S (blocks the point does not change, perhaps rolled back by
+///    an earlier failover to an older point).
+/// 4. Apply the UNDO records after P newest first (each block ends with the oldest record after P:
+///    its content at the tag); fdatasync the target.
+///
+/// Every step is idempotent, so a run killed anywhere is finished by running it again — to the same
+/// point or to another one. `progress` is called after every record; throwing from it stops the
+/// rollback there (the next run finishes it).
+public enum PairRollback {
+    /// Records in the saved store are at most this long (like the journal's UNDO records).
+    static let maxRecord = JournalFormat.maxUndoData
+
+    @discardableResult
+    public static func roll(
+        pairJournal: String, savedDirectory: String, to position: JournalPosition, target: String,
+        segmentLimit: UInt64 = 256 << 20, progress: (RollbackProgress) throws -> Void = { _ in }
+    ) throws -> RollbackStats {
+        let undo = try UndoIndex.extents(after: position, in: pairJournal)
+        let saved = try UndoIndex.all(in: savedDirectory)
+        let file = try PosixFile(path: target, flags: O_RDWR)
+        let targetSize = try file.size()
+        let blockSize = Int(JournalFormat.blockSize)
+
+        var changed = IndexSet()  // S
+        for extent in undo { changed.insert(integersIn: extent.blocks) }
+        var held = IndexSet()  // H
+        for extent in saved.extents { held.insert(integersIn: extent.blocks) }
+        let toSave = changed.subtracting(held)
+        let forward = held.subtracting(changed)
+
+        func bytes(_ blocks: IndexSet) -> UInt64 {
+            blocks.rangeView.reduce(0) { sum, range in
+                let start = UInt64(range.lowerBound * blockSize)
+                return sum + min(UInt64(range.upperBound * blockSize), targetSize) - min(start, targetSize)
+            }
+        }
+        var stats = RollbackStats()
+
+        // 2. Save the head content of every block this rollback changes for the first time.
+        let saveTotal = bytes(toSave)
+        if saveTotal > 0 {
+            let writer = try SegmentWriter(directory: savedDirectory, segment: saved.segment, size: saved.end, limit: segmentLimit)
+            try progress(RollbackProgress(phase: .saving, bytesDone: 0, bytesTotal: saveTotal))
+            for range in toSave.rangeView {
+                var block = range.lowerBound
+                while block < range.upperBound {
+                    let end = min(range.upperBound, block + maxRecord / blockSize)
+                    let offset = UInt64(block * blockSize)
+                    let length = Int(min(UInt64(end * blockSize), targetSize) - offset)
+                    let data = try file.read(count: length, at: offset)
+                    try writer.append(.undo, UndoRecord(seq: 0, offset: offset, length: UInt32(data.count)).encode(data: data[...]))
+                    stats.savedBytes += UInt64(data.count)
+                    try progress(RollbackProgress(phase: .saving, bytesDone: stats.savedBytes, bytesTotal: saveTotal))
+                    block = end
+                }
+            }
+            try writer.sync()
+        }
+
+        // 3. Blocks the point leaves at their newest content.
+        let forwardTotal = bytes(forward)
+        if forwardTotal > 0 {
+            let reader = SegmentReader(directory: savedDirectory)
+            for extent in saved.extents {
+                var wanted = IndexSet(integersIn: extent.blocks)
+                wanted.formIntersection(forward)
+                for range in wanted.rangeView {
+                    let start = range.lowerBound * blockSize - Int(extent.targetOffset)
+                    let count = min(range.upperBound * blockSize - Int(extent.targetOffset), extent.length) - start
+                    let data = try reader.read(extent, from: start, count: count)
+                    try file.write(data, at: extent.targetOffset + UInt64(start))
+                    stats.forwardBytes += UInt64(data.count)
+                }
+                try progress(RollbackProgress(phase: .forward, bytesDone: stats.forwardBytes, bytesTotal: forwardTotal))
+            }
+        }
+
+        // 4. The point's own content, newest record first so the oldest after P is written last.
+        let undoTotal = undo.reduce(UInt64(0)) { $0 + UInt64($1.length) }
+        let reader = SegmentReader(directory: pairJournal)
+        for extent in undo.reversed() {
+            let data = try reader.read(extent)
+            try file.write(data, at: extent.targetOffset)
+            stats.undoRecords += 1
+            stats.undoBytes += UInt64(data.count)
+            try progress(RollbackProgress(phase: .undoing, bytesDone: stats.undoBytes, bytesTotal: undoTotal))
+        }
+        try file.datasync()
+        return stats
+    }
+}
