@@ -31,21 +31,21 @@ struct SendCommand: AsyncParsableCommand {
     @Argument(help: "resync, follow or replay.") var mode: Mode
     @Argument(help: "The trace file (replay only).") var trace: String?
 
-    @Option(help: ArgumentHelp("The source block device or file.", valueName: "path")) var source: String
+    @Option(help: ArgumentHelp("The source block device or file; repeat with --pair and --target for each pair of the group.", valueName: "path")) var source: [String]
     @Option(help: ArgumentHelp("The master target.", valueName: "host:port")) var to: String
     @Option(help: "SHA-256 fingerprint of the master target's certificate, as 'mt-agent setup' printed it.") var fingerprint: String
     @Option(name: .customLong("passphrase-file"), help: ArgumentHelp("File holding the replication passphrase (mode 0600).", valueName: "path"))
     var passphraseFile: String
-    @Option(help: "Pair id (stable: the MT keeps state under it).") var pair: String
+    @Option(help: "Pair id (stable: the MT keeps state under it); one per --source, in the same order.") var pair: [String]
     @Option(help: "Consistency group.") var group: String
-    @Option(help: "Target on the MT as assigned there: WWID or path.") var target: String
+    @Option(help: "Target on the MT as assigned there: WWID or path; one per --source, in the same order.") var target: [String]
 
     @Flag(help: "resync: copy every chunk without comparing hashes.") var full = false
     @Option(help: "follow: seconds between cycles.") var interval: Double = 5
     @Option(help: "follow: stop after this many cycles (default: run until stopped).") var cycles: Int?
     @Option(name: .customLong("app-tag"), help: "follow: make tags app-consistent with this name.") var appTag: String?
     @Option(name: .customLong("app-every"), help: "follow: every how many cycles the tag is app-consistent.") var appEvery: Int = 1
-    @Option(help: ArgumentHelp("follow: fsfreeze this mount point around app-consistent tags.", valueName: "mountpoint")) var freeze: String?
+    @Option(help: ArgumentHelp("follow: fsfreeze this mount point around app-consistent tags (repeatable).", valueName: "mountpoint")) var freeze: [String] = []
     @Option(name: .customLong("tag-interval"), help: "replay: also insert a crash tag every this many seconds.") var tagInterval: Double?
     @Option(name: .customLong("chunk-size"), help: "Resync and change-tracking granularity in bytes (power of two, 4096…4194304).") var chunkSize: Int = 4096
     @Flag(help: "Print a JSON summary at the end.") var json = false
@@ -63,7 +63,12 @@ struct SendCommand: AsyncParsableCommand {
         guard let colon = to.lastIndex(of: ":"), Int(to[to.index(after: colon)...]) != nil else {
             throw ValidationError("--to must be HOST:PORT, e.g. mt01:9443")
         }
-        if freeze != nil && appTag == nil { throw ValidationError("--freeze needs --app-tag") }
+        if !freeze.isEmpty && appTag == nil { throw ValidationError("--freeze needs --app-tag") }
+        guard !source.isEmpty, source.count == pair.count, pair.count == target.count else {
+            throw ValidationError("give one --pair and one --target for each --source (got \(source.count) sources, \(pair.count) pairs, \(target.count) targets)")
+        }
+        guard Set(pair).count == pair.count else { throw ValidationError("each --pair must be different") }
+        if mode == .replay && source.count > 1 { throw ValidationError("replay drives one pair: give one --source") }
         if tagInterval != nil && mode != .replay { throw ValidationError("--tag-interval is for replay") }
         if let tagInterval, !(tagInterval > 0) { throw ValidationError("--tag-interval must be more than 0 seconds") }
     }
@@ -72,11 +77,11 @@ struct SendCommand: AsyncParsableCommand {
         var logger = Logger(label: "mt-agent.send") { StreamLogHandler.standardError(label: $0) }
         logger.logLevel = logLevel
         let passphrase: [UInt8]
-        let device: SourceDevice
+        let devices: [SourceDevice]
         let parsedTrace: Trace?
         do {
             passphrase = try PassphraseKey.readPassphraseFile(passphraseFile)
-            device = try SourceDevice(path: source, writable: mode == .replay)
+            devices = try source.map { try SourceDevice(path: $0, writable: mode == .replay) }
             parsedTrace = try trace.map { path in
                 guard let bytes = RootedFiles(root: "/").read(path) else { throw SenderError.source("cannot read trace \(path)") }
                 return try Trace.parse(String(decoding: bytes, as: UTF8.self), file: path)
@@ -93,15 +98,17 @@ struct SendCommand: AsyncParsableCommand {
             senderName: HostIdentity.hostname(RootedFiles(root: "/"))) { salt, n, r, p in
                 try PassphraseKey.derive(passphrase: passphrase, salt: salt, params: KDFParameters(n: Int(n), r: Int(r), p: Int(p))).keyBytes
             }
-        let session = SenderSession(configuration: config,
-                                    pairs: [PairSpec(pairID: pair, group: group, target: target, sourceSize: device.size)], logger: logger)
+        let specs = devices.indices.map { PairSpec(pairID: pair[$0], group: group, target: target[$0], sourceSize: devices[$0].size) }
+        let session = SenderSession(configuration: config, pairs: specs, logger: logger)
+        var sources: [UInt32: SourceDevice] = [:]
+        for (i, device) in devices.enumerated() { sources[UInt32(i + 1)] = device }
         let pool = NIOThreadPool(numberOfThreads: 2)
         pool.start()
         var options = Replicator.Options()
         options.chunkSize = chunkSize
         options.full = full
         let meter = ProgressMeter(enabled: isatty(STDERR_FILENO) == 1 && !json)
-        let replicator = Replicator(session: session, sources: [1: device], pool: pool, options: options, logger: logger,
+        let replicator = Replicator(session: session, sources: sources, pool: pool, options: options, logger: logger,
                                     progress: { meter.show($0) }, freezer: Self.fsfreeze)
         let clock = ContinuousClock()
         let started = clock.now
@@ -131,15 +138,17 @@ struct SendCommand: AsyncParsableCommand {
         meter.finish()
         let elapsed = clock.now - started
         let stats = await session.stats
-        let durable = await session.durableSeq(1)
+        var durable: [String: UInt64] = [:]
+        for (i, id) in pair.enumerated() { durable[id] = await session.durableSeq(UInt32(i + 1)) }
         await session.close()
         let seconds = Double(elapsed.components.seconds) + Double(elapsed.components.attoseconds) / 1e18
         if json {
-            print(try JSONOutput.encode(SendSummary(mode: mode.rawValue, pair: pair, group: group, sourceBytes: device.size,
+            print(try JSONOutput.encode(SendSummary(mode: mode.rawValue, pairs: pair, group: group,
+                                                    sourceBytes: devices.reduce(0) { $0 + $1.size },
                                                     durableSeq: durable, seconds: seconds, stats: stats)))
         } else {
             let mib = Double(stats.bytesSent) / 1_048_576
-            print("\(mode.rawValue): \(pair) → \(to): \(String(format2: mib)) MiB in \(stats.writes) writes, \(stats.tags) tags, "
+            print("\(mode.rawValue): \(pair.joined(separator: ", ")) → \(to): \(String(format2: mib)) MiB in \(stats.writes) writes, \(stats.tags) tags, "
                   + "\(String(format2: seconds)) s (\(String(format2: mib / max(seconds, 0.001))) MiB/s), \(stats.reconnects) reconnects, all acknowledged")
         }
     }
@@ -156,10 +165,12 @@ extension SendCommand {
 
 struct SendSummary: Codable {
     var mode: String
-    var pair: String
+    var pairs: [String]
     var group: String
+    /// All sources together.
     var sourceBytes: UInt64
-    var durableSeq: UInt64
+    /// Per pair.
+    var durableSeq: [String: UInt64]
     var seconds: Double
     var stats: SenderStats
 }

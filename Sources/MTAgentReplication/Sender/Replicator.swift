@@ -184,15 +184,15 @@ public final class Replicator: Sendable {
         public var appTag: String?
         /// Every how many cycles the tag is app-consistent.
         public var appEvery = 1
-        /// Mount point to `fsfreeze` around an app-consistent tag.
-        public var freeze: String?
+        /// Mount points to `fsfreeze` around an app-consistent tag (all frozen, then the tag, then all thawed).
+        public var freeze: [String] = []
         /// Stop after this many cycles (nil: until cancelled).
         public var cycles: Int?
         public init() {}
     }
 
     /// Resyncs, then every `interval` sends the chunks that changed since the last cycle and tags
-    /// every pair of the group at the same point.
+    /// every pair at the same point (all pairs of one session belong to one group).
     public func follow(_ follow: FollowOptions) async throws {
         try await resync(keepHashes: true)
         var cycle = 0
@@ -200,8 +200,21 @@ public final class Replicator: Sendable {
             try await Task.sleep(for: follow.interval)
             cycle += 1
             let app = follow.appTag != nil && cycle % max(1, follow.appEvery) == 0
-            if app, let mp = follow.freeze { try freezer(mp, true) }
+            var frozen: [String] = []
+            func thaw() throws {
+                // Thaw everything even when one thaw fails; report the first failure.
+                var first: Error?
+                for mp in frozen.reversed() { do { try freezer(mp, false) } catch { first = first ?? error } }
+                frozen = []
+                if let first { throw first }
+            }
             do {
+                if app {
+                    for mp in follow.freeze {
+                        try freezer(mp, true)
+                        frozen.append(mp)
+                    }
+                }
                 for handle in await session.handles {
                     try await resilient("follow") { try await sendChanges(handle) }
                 }
@@ -213,10 +226,10 @@ public final class Replicator: Sendable {
                     }
                 }
             } catch {
-                if app, let mp = follow.freeze { try? freezer(mp, false) }
+                try? thaw()
                 throw error
             }
-            if app, let mp = follow.freeze { try freezer(mp, false) }
+            try thaw()
             progress(Progress(phase: "follow", done: UInt64(cycle), total: UInt64(follow.cycles ?? 0), stats: await session.stats))
         }
         for handle in await session.handles {
