@@ -162,6 +162,13 @@ let package = Package(
             ]
         ),
         .testTarget(
+            name: "MTAgentServiceTests",
+            dependencies: [
+                "MTAgentService", "MTAgentJournal", "MTAgentCore",
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
+        .testTarget(
             name: "EndToEndTests",
             dependencies: [
                 "MTAgentCore", "MTAgentJournal", "MTAgentReplication",

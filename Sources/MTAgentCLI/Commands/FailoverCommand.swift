@@ -57,7 +57,7 @@ struct FailoverCommand: AsyncParsableCommand {
             return
         }
         let p = report.point
-        print("group \(report.group) is at point \(p.id) (\(p.kind == .app ? "app" : "crash")\(p.name.isEmpty ? "" : " \"\(p.name)\""), source time \(PointSummary.format(p.sourceTime)))")
+        print("group \(report.group) is at point \(p.id) (\(p.kind.name)\(p.name.isEmpty ? "" : " \"\(p.name)\""), source time \(PointSummary.format(p.sourceTime)))")
         print(Table(header: ["PAIR", "TARGET", "SAVED", "FORWARD", "UNDONE", "RECORDS"], rows: report.pairs.map {
             [$0.pair, $0.target, bytesText($0.stats.savedBytes), bytesText($0.stats.forwardBytes), bytesText($0.stats.undoBytes), "\($0.stats.undoRecords)"]
         }).render())

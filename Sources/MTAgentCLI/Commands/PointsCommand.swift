@@ -39,6 +39,7 @@ struct PointsCommand: AsyncParsableCommand {
             }))
             return
         }
+        if groups.isEmpty { print("no consistency group on this master target (assign targets with 'mt-agent targets assign')") }
         for (index, g) in groups.enumerated() {
             if index > 0 { print("") }
             var heading = "group \(g.group): \(g.pairs.count) pair\(g.pairs.count == 1 ? "" : "s") (\(g.pairs.joined(separator: ", "))), \(g.points.count) point\(g.points.count == 1 ? "" : "s")"

@@ -47,7 +47,7 @@ struct PointRow: Codable {
 
     init(_ p: ListedPoint) {
         id = p.point.id
-        kind = p.point.kind == .app ? "app" : "crash"
+        kind = p.point.kind.name
         name = p.point.name
         sourceTime = PointSummary.format(p.point.sourceTime)
         sourceTimeNs = p.point.sourceTime

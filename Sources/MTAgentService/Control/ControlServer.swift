@@ -40,7 +40,7 @@ public struct ControlServer: Service {
             umask(previous)
             throw error
         }
-        logger.info("control socket ready", metadata: ["path": "\(path)"])
+        logger.info("control socket listening", metadata: ["path": "\(path)"])
         let (handler, logger) = (self.handler, self.logger)
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in

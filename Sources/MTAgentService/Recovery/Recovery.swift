@@ -154,7 +154,7 @@ public final class Recovery: Sendable {
 
     /// Moves every target of the plan to its point (crash-safe, see `PairRollback`), then marks the
     /// group `at-point`.
-    public func execute(_ plan: FailoverPlan, progress: @escaping (FailoverProgress) -> Void = { _ in }) throws -> FailoverReport {
+    public func execute(_ plan: FailoverPlan, progress: @escaping (FailoverProgress) throws -> Void = { _ in }) throws -> FailoverReport {
         let started = ContinuousClock.now
         var results: [FailoverReport.PairResult] = []
         for (index, (pair, target)) in plan.pairs.enumerated() {
@@ -165,7 +165,7 @@ public final class Recovery: Sendable {
                 pairJournal: layout.journal(pair.id), savedDirectory: layout.saved(pair.id),
                 to: plan.point.positions[pair.id]!, target: target
             ) { p in
-                progress(FailoverProgress(pair: pair.id, pairIndex: index + 1, pairCount: plan.pairs.count,
+                try progress(FailoverProgress(pair: pair.id, pairIndex: index + 1, pairCount: plan.pairs.count,
                                           phase: p.phase, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal))
             }
             pairLogger.info("target rolled back", metadata: [

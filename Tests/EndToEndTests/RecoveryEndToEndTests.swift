@@ -1,0 +1,191 @@
+import Foundation
+import Glibc
+import MTAgentJournal
+import MTAgentReplication
+import Testing
+
+/// A replay trace of random writes with a tag every `every` writes, and the SHA-256 of the source
+/// at each tag, computed from the trace alone (docs/sender.md).
+struct TaggedTrace {
+    var lines: [String] = []
+    /// Tag name → SHA-256 of the source at that tag.
+    var expected: [String: String] = [:]
+    var final: [UInt8]
+
+    init(initial: [UInt8], writes: Int, every: Int, appEvery: Int, lengths: [Int], seed: UInt64) {
+        var rng = SeededBytes(state: seed)
+        var model = initial
+        for i in 0..<writes {
+            let length = lengths[Int(rng.next() % UInt64(lengths.count))]
+            let offset = Int(rng.next() % UInt64(model.count - length))
+            let seed = rng.next() >> 1
+            lines.append("write \(offset) \(length) \(seed)")
+            model.replaceSubrange(offset..<(offset + length), with: Trace.data(seed: seed, count: length))
+            if i % every == every - 1 {
+                let n = i / every
+                let name = "t\(n)"
+                lines.append("tag \(n % appEvery == appEvery - 1 ? "app" : "crash") \(name)")
+                expected[name] = sha256(model)
+            }
+        }
+        final = model
+    }
+
+    func write(to path: String) throws {
+        try lines.joined(separator: "\n").write(toFile: path, atomically: true, encoding: .utf8)
+    }
+}
+
+/// `points`, `failover`, `commit` as an operator runs them: through the running service's control
+/// socket, or directly when the service is stopped, with kill -9 in the middle of a rollback.
+@Suite("End to end: recovery", .serialized)
+struct RecoveryEndToEndTests {
+    static let mib = 1 << 20
+
+    struct Point: Decodable {
+        var id: Int64
+        var kind: String
+        var name: String
+        var latest: Bool
+        var latestApp: Bool
+        var current: Bool
+    }
+    struct Group: Decodable {
+        var group: String
+        var points: [Point]
+    }
+
+    static func points(_ lab: LabMaster) throws -> [Point] {
+        let r = try mtAgent(["points", "--group", "g1", "--json", "--config", lab.config])
+        #expect(r.status == 0, "\(r.stderr)")
+        return try JSONDecoder().decode([Group].self, from: Data(r.stdout.utf8)).first?.points ?? []
+    }
+
+    /// A lab with one pair replicated from a trace; returns the target, the source and the trace.
+    static func replicated(_ lab: LabMaster, size: Int, writes: Int, lengths: [Int], seed: UInt64) throws -> (target: String, source: String, trace: TaggedTrace) {
+        var rng = SeededBytes(state: seed)
+        let initial = rng.bytes(size)
+        let source = lab.directory.path + "/source.img"
+        try Data(initial).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(size))
+        try lab.start()
+        let first = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target))
+        #expect(first.status == 0, "\(first.stderr)")
+        let trace = TaggedTrace(initial: initial, writes: writes, every: 40, appEvery: 3, lengths: lengths, seed: seed + 1)
+        let path = lab.directory.path + "/writes.trace"
+        try trace.write(to: path)
+        let replay = try mtAgent(lab.sendArguments("replay", source: source, pair: "p1", target: target) + [path])
+        #expect(replay.status == 0, "\(replay.stderr)")
+        return (target, source, trace)
+    }
+
+    @Test func failoverThroughTheServiceStopsTheSenderChangesPointAndCommits() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let (target, source, trace) = try Self.replicated(lab, size: 8 * Self.mib, writes: 400, lengths: [512, 4096, 30_000, 131_072], seed: 3)
+        let points = try Self.points(lab)
+        #expect(points.count == 10 && points.first?.latest == true)
+        let app = try #require(points.first { $0.latestApp })
+        #expect(app.kind == "app" && app.name == "t8")
+
+        // A sender still following the source when the operator fails over.
+        let follower = try Background(lab.sendArguments("follow", source: source, pair: "p1", target: target) + ["--interval", "0.5"],
+                                      stderrPath: lab.directory.path + "/follow.err")
+        defer { follower.kill9() }
+        usleep(1_500_000)
+        let failover = try mtAgent(["failover", "--group", "g1", "--point", "latest-app", "--yes", "--json", "--config", lab.config])
+        #expect(failover.status == 0, "\(failover.stderr)")
+        #expect(try sha256(target) == trace.expected["t8"])
+        let stopped = follower.wait()
+        #expect(stopped.status == 2 && stopped.stderr.contains("failed-over"), "the follower went on: \(stopped.stderr)")
+        #expect(lab.log.contains("replication stopped for failover"))
+
+        // Change to an older point, to the newest, and back: exact each time.
+        for name in ["t2", "t9", "t0", "t5"] {
+            let id = try #require(points.first { $0.name == name }?.id)
+            let r = try mtAgent(["failover", "--group", "g1", "--point", "\(id)", "--yes", "--config", lab.config])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(r.stdout.contains("group g1 is at point \(id)"))
+            #expect(try sha256(target) == trace.expected[name], "point \(name)")
+            #expect(try Self.points(lab).first { $0.current }?.id == id)
+        }
+        // A sender that connects now is refused and does not retry.
+        let late = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target))
+        #expect(late.status == 2 && late.stderr.contains("failed over to recovery point"), "\(late.stderr)")
+
+        let commit = try mtAgent(["commit", "--group", "g1", "--json", "--config", lab.config])
+        #expect(commit.status == 0, "\(commit.stderr)")
+        #expect(commit.stdout.contains("\"journalBytesFreed\""))
+        #expect(try sha256(target) == trace.expected["t5"])
+        let list = try mtAgent(["targets", "list", "--json", "--config", lab.config])
+        #expect(list.stdout.trimmingCharacters(in: .whitespacesAndNewlines) == "[\n\n]" || !list.stdout.contains(target))
+        #expect(!FileManager.default.fileExists(atPath: lab.journalRoot + "/p1"))
+        #expect(lab.stop() == 0)
+    }
+
+    @Test func badInputIsOneClearLineAndChangesNothing() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let (target, _, _) = try Self.replicated(lab, size: 4 * Self.mib, writes: 120, lengths: [4096, 65_536], seed: 5)
+        let before = try sha256(target)
+        let cases: [([String], String)] = [
+            (["failover", "--group", "nope", "--point", "latest", "--yes"], "no group nope on this master target (groups: g1)"),
+            (["failover", "--group", "g1", "--point", "4242", "--yes"], "group g1 has no recovery point 4242"),
+            (["failover", "--group", "g1", "--point", "2001-01-01T00:00:00Z", "--yes"], "is before the oldest recovery point of group g1"),
+            (["failover", "--group", "g1", "--point", "yesterday", "--yes"], "is not latest, latest-app, a point id or a time"),
+            (["failover", "--group", "g1", "--point", "latest"], "pass --yes to confirm"),
+            (["commit", "--group", "g1"], "group g1 is not failed over"),
+            (["points", "--group", "nope"], "no group nope"),
+        ]
+        for (arguments, message) in cases {
+            let r = try mtAgent(arguments + ["--config", lab.config])
+            #expect(r.status != 0 && r.stderr.contains(message), "\(arguments): \(r.stderr)")
+            #expect(r.stderr.split(separator: "\n").filter { $0.lowercased().contains("error:") }.count == 1, "\(arguments): \(r.stderr)")
+        }
+        #expect(try sha256(target) == before)
+        #expect(lab.stop() == 0)
+    }
+
+    /// kill -9 of `mt-agent failover` (run directly: the service is stopped) at random moments;
+    /// the next failover — to the same point or another — or the service's next start finishes
+    /// it, exactly.
+    @Test func killNineDuringRollbackThenResume() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let (target, _, trace) = try Self.replicated(lab, size: 48 * Self.mib, writes: 600, lengths: [262_144, 1 << 20, 2 << 20], seed: 9)
+        let points = try Self.points(lab)
+        #expect(lab.stop() == 0)
+        var rng = SeededBytes(state: 17)
+        var killed = 0
+        for round in 0..<6 {
+            let point = points[Int(rng.next() % UInt64(points.count))]
+            let run = try Background(["failover", "--group", "g1", "--point", "\(point.id)", "--yes", "--config", lab.config],
+                                     stderrPath: lab.directory.path + "/failover-\(round).err")
+            usleep(useconds_t(20_000 + rng.next() % 400_000))
+            if run.process.isRunning {
+                run.kill9()
+                killed += 1
+                if round % 2 == 0 {
+                    // The service finishes it at start, before any sender can connect.
+                    try lab.start()
+                    #expect(lab.log.contains("finishing an interrupted failover"))
+                    #expect(try sha256(target) == trace.expected[point.name], "round \(round): finished by serve")
+                    #expect(lab.stop() == 0)
+                    continue
+                }
+                // The operator runs failover again, to another point.
+                let other = points[Int(rng.next() % UInt64(points.count))]
+                let again = try mtAgent(["failover", "--group", "g1", "--point", "\(other.id)", "--yes", "--config", lab.config])
+                #expect(again.status == 0, "\(again.stderr)")
+                #expect(try sha256(target) == trace.expected[other.name], "round \(round): finished by failover")
+            } else {
+                let r = run.wait()
+                #expect(r.status == 0, "\(r.stderr)")
+                #expect(try sha256(target) == trace.expected[point.name], "round \(round)")
+            }
+        }
+        #expect(killed >= 2, "the rollbacks finished before they could be killed; make the journal larger")
+        let commit = try mtAgent(["commit", "--group", "g1", "--config", lab.config])
+        #expect(commit.status == 0, "\(commit.stderr)")
+    }
+}
