@@ -74,19 +74,32 @@ extension Catalog {
         }
     }
 
-    /// Removes the given points of `group` (the oldest ones) and every durable tag at or before the
-    /// newest of them, and remembers that mark so a re-opened pair does not record them again.
-    public func prunePoints(group: String, through tagID: UInt64) throws -> Int {
+    /// Removes the points of `group` with tag ids up to `tagID` and every durable tag up to it, and
+    /// remembers that mark so a re-opened pair does not record them again. `forSpace`: they went
+    /// before their time because the retention volume ran short (shown by `points`).
+    public func prunePoints(group: String, through tagID: UInt64, forSpace: Bool = false) throws -> Int {
         try pool.write { db in
             let mark = Int64(bitPattern: tagID)
             try db.execute(sql: "DELETE FROM recoveryPoint WHERE groupID = ? AND tagID <= ?", arguments: [group, mark])
             let removed = db.changesCount
             try db.execute(sql: "DELETE FROM pairTag WHERE groupID = ? AND tagID <= ?", arguments: [group, mark])
             try db.execute(sql: """
-                INSERT INTO pruned (groupID, throughTagID) VALUES (?, ?)
-                ON CONFLICT(groupID) DO UPDATE SET throughTagID = max(throughTagID, excluded.throughTagID)
-                """, arguments: [group, mark])
+                INSERT INTO pruned (groupID, throughTagID, spacePrunedPoints, spacePrunedAt) VALUES (?, ?, ?, ?)
+                ON CONFLICT(groupID) DO UPDATE SET throughTagID = max(throughTagID, excluded.throughTagID),
+                    spacePrunedPoints = spacePrunedPoints + excluded.spacePrunedPoints,
+                    spacePrunedAt = coalesce(excluded.spacePrunedAt, spacePrunedAt)
+                """, arguments: [group, mark, forSpace ? removed : 0, forSpace ? Date().timeIntervalSince1970 : nil])
             return removed
+        }
+    }
+
+    /// How many points of `group` were pruned early for space, and when last.
+    public func spacePruning(group: String) throws -> (points: Int, last: Date)? {
+        try pool.read { db in
+            guard let row = try Row.fetchOne(db, sql: "SELECT spacePrunedPoints, spacePrunedAt FROM pruned WHERE groupID = ?",
+                                             arguments: [group]),
+                  let at = row["spacePrunedAt"] as Double?, (row["spacePrunedPoints"] as Int) > 0 else { return nil }
+            return (row["spacePrunedPoints"], Date(timeIntervalSince1970: at))
         }
     }
 }

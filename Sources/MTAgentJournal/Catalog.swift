@@ -147,7 +147,9 @@ public final class Catalog: Sendable {
                     updatedAt DOUBLE NOT NULL);
                 CREATE TABLE pruned (
                     groupID TEXT PRIMARY KEY NOT NULL,
-                    throughTagID INTEGER NOT NULL);
+                    throughTagID INTEGER NOT NULL,
+                    spacePrunedPoints INTEGER NOT NULL DEFAULT 0,
+                    spacePrunedAt DOUBLE);
                 """)
         }
         return migrator

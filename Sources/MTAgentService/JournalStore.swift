@@ -14,8 +14,11 @@ public final class JournalStore: ReplicaStore {
     let retentionPath: String
     let inspector: TargetInspector
     let logger: Logger
+    /// Closed while the retention volume is full under space_policy stop.
+    let gate: SpaceGate
 
-    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger) {
+    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate()) {
+        self.gate = gate
         self.catalog = catalog
         self.retentionPath = retentionPath
         self.journalRoot = RetentionLayout(retention: retentionPath).journalRoot
@@ -43,6 +46,7 @@ public final class JournalStore: ReplicaStore {
     /// After `mt-agent failover` the targets belong to the operator until commit: nothing of the group
     /// is opened, so no replicated write can land on a rolled-back disk.
     func refuseIfFailedOver(group: String) throws {
+        if let reason = gate.reason { throw StoreRefusal(.retentionFull, reason) }
         guard let state = try catalog.failover(group: group) else { return }
         throw StoreRefusal(.failedOver, "group \(group) was failed over to recovery point \(state.pointID) (\(state.status.rawValue)); "
             + "the master target accepts nothing for it until 'mt-agent commit --group \(group)', after which its targets are released")

@@ -16,11 +16,15 @@ public struct ServeAssembly {
     public var server: ServerConfiguration
     public var retentionPath: String
     public var rpoThreshold: Duration
+    public var retentionWindow: Duration
+    public var spacePolicy: RetentionSpacePolicy
     public var root: String
     public var logger: Logger
 
-    public init(server: ServerConfiguration, retentionPath: String, rpoThreshold: Duration, root: String = "/", logger: Logger) {
-        self.server = server; self.retentionPath = retentionPath; self.rpoThreshold = rpoThreshold; self.root = root; self.logger = logger
+    public init(server: ServerConfiguration, retentionPath: String, rpoThreshold: Duration, retentionWindow: Duration,
+                spacePolicy: RetentionSpacePolicy, root: String = "/", logger: Logger) {
+        self.server = server; self.retentionPath = retentionPath; self.rpoThreshold = rpoThreshold
+        self.retentionWindow = retentionWindow; self.spacePolicy = spacePolicy; self.root = root; self.logger = logger
     }
 
     public func run() async throws {
@@ -34,8 +38,9 @@ public struct ServeAssembly {
         }
         defer { lock.release() }
         let catalog = try Catalog(path: layout.catalog)
+        let gate = SpaceGate()
         let store = JournalStore(catalog: catalog, retentionPath: retentionPath,
-                                 inspector: TargetInspector.forRoot(root, logger: logger), logger: logger)
+                                 inspector: TargetInspector.forRoot(root, logger: logger), logger: logger, gate: gate)
         let recovery = store.recovery(logger: logger)
         // A failover or commit killed half-way is finished before any sender can connect.
         let finished = try recovery.finishInterrupted()
@@ -53,11 +58,14 @@ public struct ServeAssembly {
             logger.notice("ready", metadata: ["port": "\(address.port ?? port)"])
         }
         let desk = RecoveryDesk(recovery: recovery, pool: pool) { group in
-            let stopped = await listener.stop(group: group, message: "group \(group) was failed over on the master target; "
+            let stopped = await listener.stop(group: group, code: .failedOver, message: "group \(group) was failed over on the master target; "
                 + "it accepts nothing for the group until 'mt-agent commit --group \(group)'")
             logger.notice("replication stopped for failover", metadata: ["group.id": "\(group)", "pairs": "\(stopped)"])
         }
         var services: [any Service] = [listener, ControlServer(path: layout.controlSocket, handler: desk, logger: logger),
+                                       RetentionKeeper(desk: desk, retention: retentionPath, window: retentionWindow, policy: spacePolicy, gate: gate,
+                                                       stopGroup: { group, why in _ = await listener.stop(group: group, code: .retentionFull, message: why) },
+                                                       catalog: catalog, logger: logger),
                                        StoppingNotice(notifier: notifier), RPOMonitor(catalog: catalog, threshold: rpoThreshold, listener: listener, notifier: notifier, logger: logger)]
         if let usec = notifier.watchdogMicroseconds {
             services.append(WatchdogService(notifier: notifier, interval: .microseconds(Int64(usec / 2))))

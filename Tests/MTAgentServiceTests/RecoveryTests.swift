@@ -242,3 +242,87 @@ struct RecoveryTests {
 
     struct Stop: Error {}
 }
+
+@Suite("Pruning: the retention window and the space policy")
+struct PruningTests {
+    static let base = RecoveryTests.base
+    static let second: UInt64 = 1_000_000_000
+
+    /// Tags 1…10 one second apart on the source; small segments so pruning can free whole ones.
+    static func lab(seed: UInt64) throws -> GroupLab {
+        let lab = try GroupLab(seed: seed)
+        for t in 1...10 as ClosedRange<UInt64> {
+            try lab.interval(tag: t, kind: t % 3 == 0 ? .app : .crash, sourceTime: base + t * second)
+        }
+        return lab
+    }
+
+    @Test func theWindowIsKeptExactlyAndWhatIsLeftStillRestores() throws {
+        let lab = try Self.lab(seed: 71)
+        let recovery = lab.recovery()
+        let segmentsBefore = try FileManager.default.contentsOfDirectory(atPath: lab.layout.journal("p1")).count
+        // now = tag 10 + 0.5 s, window 4 s: points at 6.5 s and later stay → tags 7…10.
+        let report = try recovery.prune(now: Self.base + 10 * Self.second + Self.second / 2, windowNs: 4 * Self.second,
+                                        pruneForSpace: true, reserve: 0) { 1 << 40 }
+        #expect(report.steps.map(\.throughTagID) == [6] && report.steps[0].points == 6)
+        #expect(try lab.catalog.recoveryPoints(group: "g").map(\.tagID).sorted() == [7, 8, 9, 10])
+        #expect(report.segmentsRemoved > 0 && report.bytesFreed > 0)
+        let segmentsAfter = try FileManager.default.contentsOfDirectory(atPath: lab.layout.journal("p1")).count
+        #expect(segmentsAfter < segmentsBefore)
+        // Pruned tags do not come back when a pair is reopened (its journal still has some TAG records).
+        for a in lab.appliers { a.close() }
+        let reopened = try PairApplier.open(pair: lab.pairs[0], targetPath: lab.pairs[0].target, journalRoot: lab.layout.journalRoot,
+                                            catalog: lab.catalog, logger: quiet, segmentLimit: 128 << 10)
+        reopened.close()
+        #expect(try lab.catalog.recoveryPoints(group: "g").map(\.tagID).sorted() == [7, 8, 9, 10])
+        // The oldest kept point is still exact.
+        lab.stopIngest()
+        for tag in [7, 10, 8] as [UInt64] {
+            _ = try recovery.execute(try recovery.prepareFailover(group: "g", selector: .time(Self.base + tag * Self.second), force: false))
+            #expect(try lab.targets() == lab.snapshots[tag]!, "tag \(tag) after pruning")
+        }
+        // A failed-over group is never pruned.
+        let frozen = try recovery.prune(now: .max / 2, windowNs: 1, pruneForSpace: true, reserve: 0) { 1 << 40 }
+        #expect(frozen.steps.isEmpty && frozen.segmentsRemoved == 0)
+    }
+
+    @Test func shortOfSpaceThePolicyPrunesTheOldestLoudlyUntilTheReserveIsFree() throws {
+        let lab = try Self.lab(seed: 72)
+        let recovery = lab.recovery()
+        // A volume that gains what pruning frees from the journals, short of the reserve by 40 %
+        // of what they hold now.
+        func journalBytes() throws -> UInt64 {
+            try (1...2).reduce(UInt64(0)) { sum, i in
+                try FileManager.default.contentsOfDirectory(atPath: lab.layout.journal("p\(i)")).reduce(sum) { s, name in
+                    s + ((try FileManager.default.attributesOfItem(atPath: lab.layout.journal("p\(i)") + "/" + name)[.size] as? UInt64) ?? 0)
+                }
+            }
+        }
+        let initial = try journalBytes()
+        let reserve: UInt64 = 1 << 30
+        let start = reserve - initial * 4 / 10
+        let report = try recovery.prune(now: Self.base + 11 * Self.second, windowNs: 3600 * Self.second, pruneForSpace: true, reserve: reserve) {
+            start + (initial - (try journalBytes()))
+        }
+        #expect(report.steps.allSatisfy(\.forSpace) && !report.steps.isEmpty && !report.stillShort)
+        let left = try journalBytes()
+        #expect(start + report.bytesFreed >= reserve && report.bytesFreed == initial - left)
+        let kept = try lab.catalog.recoveryPoints(group: "g").map(\.tagID).sorted()
+        #expect(kept.last == 10 && kept.count < 10)
+        // The oldest went first: what is kept is a run ending at the newest.
+        #expect(kept == Array(kept.first!...10))
+        let listed = try recovery.points(group: "g")[0]
+        #expect(listed.warnings.first?.contains("pruned before the retention window because the retention volume ran short of space") == true)
+        lab.stopIngest()
+        _ = try recovery.execute(try recovery.prepareFailover(group: "g", selector: .time(Self.base + kept[0] * Self.second), force: false))
+        #expect(try lab.targets() == lab.snapshots[kept[0]]!)
+    }
+
+    @Test func withPolicyStopNothingIsPrunedForSpaceAndTheVolumeIsReportedShort() throws {
+        let lab = try Self.lab(seed: 73)
+        let report = try lab.recovery().prune(now: Self.base + 11 * Self.second, windowNs: 3600 * Self.second,
+                                              pruneForSpace: false, reserve: 1 << 30) { 1 << 20 }
+        #expect(report.stillShort && report.steps.isEmpty)
+        #expect(try lab.catalog.recoveryPoints(group: "g").count == 10)
+    }
+}

@@ -30,12 +30,13 @@ struct PointsCommand: AsyncParsableCommand {
                 var pairs: [String]
                 @Nullable var failover: FailoverRow? = nil
                 var points: [PointRow]
+                var warnings: [String]
             }
             struct FailoverRow: Codable, Sendable, Equatable { var pointID: Int64; var status: String }
             print(try JSONOutput.encode(groups.map { g in
                 GroupRow(group: g.group, pairs: g.pairs,
                          failover: g.failover.map { FailoverRow(pointID: $0.pointID, status: $0.status.rawValue) },
-                         points: g.points.map(PointRow.init))
+                         points: g.points.map(PointRow.init), warnings: g.warnings)
             }))
             return
         }
@@ -45,6 +46,7 @@ struct PointsCommand: AsyncParsableCommand {
             var heading = "group \(g.group): \(g.pairs.count) pair\(g.pairs.count == 1 ? "" : "s") (\(g.pairs.joined(separator: ", "))), \(g.points.count) point\(g.points.count == 1 ? "" : "s")"
             if let f = g.failover { heading += "; failed over to point \(f.pointID) (\(f.status.rawValue))" }
             print(heading)
+            for w in g.warnings { print("  warning: \(w)") }
             guard !g.points.isEmpty else {
                 print("  no recovery point yet")
                 continue

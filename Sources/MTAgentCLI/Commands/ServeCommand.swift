@@ -57,7 +57,9 @@ struct ServeCommand: AsyncParsableCommand {
         logger.info("starting", metadata: ["retention": "\(agent.retentionPath)", "fingerprint": "\(identity.fingerprint)"])
         do {
             try await ServeAssembly(server: server, retentionPath: agent.retentionPath,
-                                    rpoThreshold: .seconds(agent.rpoThreshold.seconds), logger: logger).run()
+                                    rpoThreshold: .seconds(agent.rpoThreshold.seconds),
+                                    retentionWindow: .seconds(agent.retentionWindow.seconds),
+                                    spacePolicy: agent.spacePolicy == .stop ? .stop : .pruneOldest, logger: logger).run()
         } catch {
             throw fail("\(error)")
         }

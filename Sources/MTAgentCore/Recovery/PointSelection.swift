@@ -38,7 +38,8 @@ public enum PointSelector: Sendable, Equatable, CustomStringConvertible {
             } else if text.hasPrefix("@"), let seconds = UInt64(text.dropFirst()) {
                 self = .time(seconds * 1_000_000_000)
             } else if let date = Self.parseTime(text), date.timeIntervalSince1970 >= 0 {
-                self = .time(UInt64(date.timeIntervalSince1970 * 1_000_000_000))
+                // Milliseconds, rounded: a Double cannot hold unix nanoseconds exactly.
+                self = .time(UInt64((date.timeIntervalSince1970 * 1000).rounded()) * 1_000_000)
             } else {
                 return nil
             }

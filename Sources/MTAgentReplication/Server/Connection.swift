@@ -129,6 +129,7 @@ struct Connection {
                 case .pairConflict: .pairConflict
                 case .ioError: .ioError
                 case .failedOver: .failedOver
+                case .retentionFull: .retentionFull
                 }
                 await send(.pairError(handle: open.handle, code: code, message: refusal.message))
             } catch {

@@ -48,10 +48,10 @@ public final class ReplicationServer: Service, Sendable {
     }
 
     /// The open pairs and their state.
-    /// Stops replication of `group` now (failover): see `PairRegistry.stop(group:code:message:)`.
-    /// Returns the pairs that were open.
-    public func stop(group: String, message: String) async -> [String] {
-        await registry.stop(group: group, code: .failedOver, message: message)
+    /// Stops replication of `group` now (failover, retention full): see
+    /// `PairRegistry.stop(group:code:message:)`. Returns the pairs that were open.
+    public func stop(group: String, code: ErrorCode, message: String) async -> [String] {
+        await registry.stop(group: group, code: code, message: message)
     }
 
     public func pairs() async -> [(pairID: String, group: String, status: ReplicaStatus)] {

@@ -158,7 +158,7 @@ public enum ErrorCode: Sendable, Equatable, Hashable, CustomStringConvertible {
     case malformedFrame, frameTooLarge, unsupportedVersion, authFailed, notAuthenticated, unexpectedFrame
     case timeout, shuttingDown
     case targetRefused, pairConflict, resyncRequired, checksumMismatch, sequenceGap, writeOutOfRange
-    case pairTakenOver, ioError, badRequest, failedOver
+    case pairTakenOver, ioError, badRequest, failedOver, retentionFull
     case unknown(UInt16)
 
     static let table: [(ErrorCode, UInt16, String)] = [
@@ -170,7 +170,7 @@ public enum ErrorCode: Sendable, Equatable, Hashable, CustomStringConvertible {
         (.resyncRequired, 12, "resync-required"), (.checksumMismatch, 13, "checksum-mismatch"),
         (.sequenceGap, 14, "sequence-gap"), (.writeOutOfRange, 15, "write-out-of-range"),
         (.pairTakenOver, 16, "pair-taken-over"), (.ioError, 17, "io-error"), (.badRequest, 18, "bad-request"),
-        (.failedOver, 19, "failed-over"),
+        (.failedOver, 19, "failed-over"), (.retentionFull, 20, "retention-full"),
     ]
 
     public init(code: UInt16) {

@@ -10,6 +10,8 @@ public struct GroupPoints: Sendable, Codable, Equatable {
     @Nullable public var failover: FailoverState? = nil
     /// Newest first; only points every pair of the group can be rolled back to.
     public var points: [ListedPoint]
+    /// Health notes, e.g. points pruned early because the retention volume ran short.
+    public var warnings: [String] = []
 }
 
 public struct ListedPoint: Sendable, Codable, Equatable {
@@ -91,10 +93,16 @@ public final class Recovery: Sendable {
             let offered = try commonPoints(group: g, pairs: pairs).map(\.summary)
             let latest = try? PointSelector.latest.select(from: offered, group: g).get()
             let latestApp = try? PointSelector.latestApp.select(from: offered, group: g).get()
+            var warnings: [String] = []
+            if let early = try catalog.spacePruning(group: g) {
+                warnings.append("\(early.points) recovery point\(early.points == 1 ? " was" : "s were") pruned before the retention window "
+                    + "because the retention volume ran short of space (space_policy prune-oldest; last at "
+                    + "\(PointSummary.format(UInt64(early.last.timeIntervalSince1970 * 1e9)))) — give the retention volume more space")
+            }
             return GroupPoints(group: g, pairs: pairs, failover: failover, points: offered.map { p in
                 ListedPoint(point: p, latest: p.id == latest?.id, latestApp: p.id == latestApp?.id,
                             current: p.id == failover?.pointID)
-            })
+            }, warnings: warnings)
         }
     }
 

@@ -19,7 +19,7 @@ public actor RecoveryDesk: ControlHandler {
         self.recovery = recovery; self.pool = pool; self.stopIngest = stopIngest
     }
 
-    private func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
+    func blocking<T: Sendable>(_ work: @escaping @Sendable () throws -> T) async throws -> T {
         if let pool { return try await pool.runIfActive(work) }
         return try work()
     }
@@ -52,6 +52,16 @@ public actor RecoveryDesk: ControlHandler {
             }
         } catch {
             return ControlEvent(error: "\(error)")
+        }
+    }
+}
+
+extension RecoveryDesk {
+    /// One pruning pass, serialized with failover and commit.
+    func prune(now: UInt64, windowNs: UInt64, pruneForSpace: Bool, reserve: UInt64, retention: String) async throws -> PruneReport {
+        let recovery = self.recovery
+        return try await blocking {
+            try recovery.prune(now: now, windowNs: windowNs, pruneForSpace: pruneForSpace, reserve: reserve) { try availableBytes(retention) }
         }
     }
 }
