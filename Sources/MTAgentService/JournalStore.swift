@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import MTAgentCore
 import MTAgentJournal
@@ -16,6 +17,10 @@ public final class JournalStore: ReplicaStore {
     let logger: Logger
     /// Closed while the retention volume is full under space_policy stop.
     let gate: SpaceGate
+    /// Journal segment size (256 MiB); `MT_AGENT_JOURNAL_SEGMENT_BYTES` lowers it for tests, so
+    /// pruning has whole segments to free in a small journal.
+    let segmentLimit: UInt64 = ProcessInfo.processInfo.environment["MT_AGENT_JOURNAL_SEGMENT_BYTES"].flatMap { UInt64($0) }
+        .map { max($0, 64 << 10) } ?? 256 << 20
 
     public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate()) {
         self.gate = gate
@@ -75,7 +80,8 @@ public final class JournalStore: ReplicaStore {
         pairLogger[metadataKey: "pair.id"] = "\(pairID)"
         pairLogger[metadataKey: "group.id"] = "\(group)"
         do {
-            let applier = try PairApplier.open(pair: info, targetPath: path, journalRoot: journalRoot, catalog: catalog, logger: pairLogger)
+            let applier = try PairApplier.open(pair: info, targetPath: path, journalRoot: journalRoot, catalog: catalog,
+                                               logger: pairLogger, segmentLimit: segmentLimit)
             return JournalPair(applier: applier)
         } catch {
             throw StoreRefusal(.ioError, "cannot open pair \(pairID) on \(path): \(error)")

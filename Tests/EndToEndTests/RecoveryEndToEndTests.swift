@@ -189,3 +189,93 @@ struct RecoveryEndToEndTests {
         #expect(commit.status == 0, "\(commit.stderr)")
     }
 }
+
+/// The space policy on a real retention volume filled on purpose while serve runs.
+@Suite("End to end: a full retention volume", .serialized)
+struct RetentionSpaceEndToEndTests {
+    static func freeBytes(_ path: String) -> UInt64 {
+        var s = statvfs()
+        statvfs(path, &s)
+        return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    }
+
+    static func waitForLog(_ lab: LabMaster, _ text: String, seconds: Double = 40) -> Bool {
+        let deadline = Date().addingTimeInterval(seconds)
+        while Date() < deadline {
+            if lab.log.contains(text) { return true }
+            usleep(200_000)
+        }
+        return false
+    }
+
+    @Test(arguments: ["prune-oldest", "stop"])
+    func theSpacePolicyIsFollowedAndTheTargetsStayIntact(policy: String) throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        var config = try String(contentsOfFile: lab.config, encoding: .utf8)
+        config = config.replacingOccurrences(of: "space_policy = prune-oldest", with: "space_policy = \(policy)")
+        try config.write(toFile: lab.config, atomically: true, encoding: .utf8)
+        var rng = SeededBytes(state: 77)
+        let size = 16 << 20
+        let initial = rng.bytes(size)
+        let source = lab.directory.path + "/source.img"
+        try Data(initial).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(size))
+        // 1 MiB journal segments, so pruning frees space in a small journal.
+        try lab.start(environment: ["MT_AGENT_JOURNAL_SEGMENT_BYTES": "\(1 << 20)"])
+        #expect(try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target)).status == 0)
+        let trace = TaggedTrace(initial: initial, writes: 480, every: 40, appEvery: 3, lengths: [65_536, 131_072, 262_144], seed: 78)
+        let path = lab.directory.path + "/writes.trace"
+        try trace.write(to: path)
+        let replay = try mtAgent(lab.sendArguments("replay", source: source, pair: "p1", target: target) + [path])
+        #expect(replay.status == 0, "\(replay.stderr)")
+        let pointsBefore = try RecoveryEndToEndTests.points(lab)
+        #expect(pointsBefore.count == 12)
+
+        // Fill the volume to 24 MiB under the reserve of one pair: 256 MiB × (1 + 4).
+        let reserve: UInt64 = (256 << 20) * 5
+        let filler = lab.retention.mountPoint + "/filler"
+        let fill = Self.freeBytes(lab.retention.mountPoint) - (reserve - (24 << 20))
+        _ = try LoopVolume.run("fallocate", "-l", "\(fill)", filler)
+        #expect(Self.freeBytes(lab.retention.mountPoint) < reserve)
+
+        if policy == "prune-oldest" {
+            #expect(Self.waitForLog(lab, "pruned the oldest recovery point early"), "\(lab.log.suffix(2000))")
+            #expect(Self.waitForLog(lab, "removed journal segments"))
+            usleep(500_000)
+            #expect(Self.freeBytes(lab.retention.mountPoint) >= reserve)
+            let after = try RecoveryEndToEndTests.points(lab)
+            #expect(after.count < pointsBefore.count && after.first?.name == "t11")
+            let listing = try mtAgent(["points", "--group", "g1", "--config", lab.config])
+            #expect(listing.stdout.contains("warning:") && listing.stdout.contains("ran short of space"), "\(listing.stdout)")
+            // Replication goes on, and the oldest point left is exact.
+            let more = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target))
+            #expect(more.status == 0, "\(more.stderr)")
+            let oldest = try #require(after.last)
+            let r = try mtAgent(["failover", "--group", "g1", "--point", "\(oldest.id)", "--yes", "--config", lab.config])
+            #expect(r.status == 0, "\(r.stderr)")
+            #expect(try sha256(target) == trace.expected[oldest.name], "point \(oldest.name)")
+        } else {
+            // A sender that keeps following is stopped with the reason; the targets keep what was acked.
+            let follower = try Background(lab.sendArguments("follow", source: source, pair: "p1", target: target) + ["--interval", "0.5"],
+                                          stderrPath: lab.directory.path + "/follow.err")
+            defer { follower.kill9() }
+            #expect(Self.waitForLog(lab, "retention volume full: replication stopped"), "\(lab.log.suffix(2000))")
+            let stopped = follower.wait()
+            #expect(stopped.status == 2 && stopped.stderr.contains("space_policy is stop"), "\(stopped.stderr)")
+            #expect(try RecoveryEndToEndTests.points(lab).count >= pointsBefore.count, "stop must not prune for space")
+            let refused = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target))
+            #expect(refused.status == 2 && refused.stderr.contains("retention-full"), "\(refused.stderr)")
+            let r = try mtAgent(["failover", "--group", "g1", "--point", "t5", "--yes", "--config", lab.config])
+            #expect(r.status != 0, "t5 is a name, not an id")
+            let t5 = try #require(pointsBefore.first { $0.name == "t5" })
+            #expect(try mtAgent(["failover", "--group", "g1", "--point", "\(t5.id)", "--yes", "--config", lab.config]).status == 0)
+            #expect(try sha256(target) == trace.expected["t5"])
+            // Freeing space lets replication be accepted again (after commit the group is gone;
+            // here the failed-over group stays refused, so only the log is checked).
+            try FileManager.default.removeItem(atPath: filler)
+            #expect(Self.waitForLog(lab, "retention volume has space again"))
+        }
+        #expect(lab.stop() == 0)
+    }
+}

@@ -19,7 +19,7 @@ public final class SpaceGate: Sendable {
     func open() -> Bool { closed.withLockedValue { let was = $0 != nil; $0 = nil; return was } }
 }
 
-/// Every few seconds (a quarter of the window, 1–60 s): prunes points older than the retention
+/// Every few seconds (a quarter of the window, 1–10 s): prunes points older than the retention
 /// window and the journal only they need; when the volume is under its reserve, applies the space
 /// policy — prune the oldest points (loudly), or stop every group's replication with a health
 /// error until space is freed.
@@ -33,7 +33,7 @@ struct RetentionKeeper: Service {
     let catalog: Catalog
     let logger: Logger
 
-    var interval: Duration { min(.seconds(60), max(.seconds(1), window / 4)) }
+    var interval: Duration { min(.seconds(10), max(.seconds(1), window / 4)) }
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
