@@ -146,45 +146,68 @@ struct RecoveryEndToEndTests {
         #expect(lab.stop() == 0)
     }
 
-    /// kill -9 of `mt-agent failover` (run directly: the service is stopped) at random moments;
-    /// the next failover — to the same point or another — or the service's next start finishes
-    /// it, exactly.
+    /// kill -9 of `mt-agent failover` (run directly: the service is stopped) in each phase of a
+    /// rollback and at random moments; the next failover — to the same point or another — or the
+    /// service's next start finishes it, exactly.
     @Test func killNineDuringRollbackThenResume() throws {
         let lab = try LabMaster()
         defer { lab.remove() }
         let (target, _, trace) = try Self.replicated(lab, size: 48 * Self.mib, writes: 600, lengths: [262_144, 1 << 20, 2 << 20], seed: 9)
         let points = try Self.points(lab)
+        let name = Dictionary(uniqueKeysWithValues: points.map { ($0.id, $0.name) })
         #expect(lab.stop() == 0)
+
+        struct State: Decodable { var pointID: Int64; var status: String }
+        struct GroupState: Decodable { var failover: State? }
+        func failoverState() throws -> State? {
+            let r = try mtAgent(["points", "--group", "g1", "--json", "--config", lab.config])
+            return try JSONDecoder().decode([GroupState].self, from: Data(r.stdout.utf8)).first?.failover
+        }
         var rng = SeededBytes(state: 17)
-        var killed = 0
-        for round in 0..<6 {
-            let point = points[Int(rng.next() % UInt64(points.count))]
+        var midway = 0
+        // (failpoint, point, how it is finished): killed in a known phase, then random moments.
+        let rounds: [(String?, Int, String)] = [
+            ("failover.saving", 2, "failover"),                // nothing saved yet: a saving phase
+            ("failover.undoing", points.count - 1, "serve"),  // the oldest point: a long undo phase
+            ("failover.forward", 0, "serve"),                  // the newest point, from the oldest: forward phase only
+            (nil, Int(rng.next() % UInt64(points.count)), "serve"),
+            (nil, Int(rng.next() % UInt64(points.count)), "failover"),
+            (nil, Int(rng.next() % UInt64(points.count)), "serve"),
+        ]
+        for (round, (failpoint, index, finisher)) in rounds.enumerated() {
+            let point = points[index]
             let run = try Background(["failover", "--group", "g1", "--point", "\(point.id)", "--yes", "--config", lab.config],
-                                     stderrPath: lab.directory.path + "/failover-\(round).err")
-            usleep(useconds_t(20_000 + rng.next() % 400_000))
-            if run.process.isRunning {
+                                     stderrPath: lab.directory.path + "/failover-\(round).err",
+                                     environment: failpoint.map { ["MT_AGENT_FAILPOINT": $0] } ?? [:])
+            if failpoint == nil {
+                usleep(useconds_t(20_000 + rng.next() % 300_000))
                 run.kill9()
-                killed += 1
-                if round % 2 == 0 {
-                    // The service finishes it at start, before any sender can connect.
-                    try lab.start()
-                    #expect(lab.log.contains("finishing an interrupted failover"))
-                    #expect(try sha256(target) == trace.expected[point.name], "round \(round): finished by serve")
-                    #expect(lab.stop() == 0)
-                    continue
-                }
-                // The operator runs failover again, to another point.
+            }
+            let status = run.wait().status
+            // Where the targets must end: the catalog says which failover was recorded (a run killed
+            // before recording it changed nothing).
+            let state = try #require(try failoverState(), "round \(round): no failover recorded")
+            if state.status == "rolling-back" { midway += 1 }
+            if failpoint != nil {
+                #expect(status == 9 || status == 137 || status != 0, "round \(round): the failpoint did not kill")
+                #expect(state.status == "rolling-back" && state.pointID == point.id, "round \(round): \(state)")
+            }
+            var expected = try #require(name[state.pointID])
+            if finisher == "serve" {
+                try lab.start()
+                #expect(try sha256(target) == trace.expected[expected], "round \(round): finished by serve at start")
+                #expect(lab.stop() == 0)
+            } else {
                 let other = points[Int(rng.next() % UInt64(points.count))]
                 let again = try mtAgent(["failover", "--group", "g1", "--point", "\(other.id)", "--yes", "--config", lab.config])
                 #expect(again.status == 0, "\(again.stderr)")
-                #expect(try sha256(target) == trace.expected[other.name], "round \(round): finished by failover")
-            } else {
-                let r = run.wait()
-                #expect(r.status == 0, "\(r.stderr)")
-                #expect(try sha256(target) == trace.expected[point.name], "round \(round)")
+                expected = other.name
+                #expect(try sha256(target) == trace.expected[expected], "round \(round): finished by another failover")
             }
+            #expect(try failoverState()?.status == "at-point")
         }
-        #expect(killed >= 2, "the rollbacks finished before they could be killed; make the journal larger")
+        #expect(midway >= 3, "only \(midway) rounds were killed mid-rollback")
+        #expect(lab.log.contains("finishing an interrupted failover"))
         let commit = try mtAgent(["commit", "--group", "g1", "--config", lab.config])
         #expect(commit.status == 0, "\(commit.stderr)")
     }

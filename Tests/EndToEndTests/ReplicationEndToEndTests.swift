@@ -387,8 +387,19 @@ extension ReplicationLifecycleEndToEndTests {
     @Test func serveOnATakenPortExitsWithOneErrorLine() throws {
         let lab = try LabMaster()
         defer { lab.remove() }
-        try lab.start()
-        let second = try Background(["serve", "--config", lab.config, "--port", "\(lab.port)"], stderrPath: lab.directory.path + "/second.err")
+        // Another program holds the port.
+        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(holder) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
+        }
+        #expect(bound)
+        let port = Int(UInt16(bigEndian: address.sin_port))
+        let second = try Background(["serve", "--config", lab.config, "--port", "\(port)"], stderrPath: lab.directory.path + "/second.err")
         var waited = 0
         while second.process.isRunning && waited < 200 {
             usleep(100_000)
@@ -401,6 +412,16 @@ extension ReplicationLifecycleEndToEndTests {
         #expect(result.status == 2)
         let errors = result.stderr.split(separator: "\n").filter { $0.hasPrefix("mt-agent: error:") }
         #expect(errors.count == 1 && errors[0].contains("in use"), "\(result.stderr)")
+    }
+
+    /// Two services on one retention volume would be two writers of one journal.
+    @Test func aSecondServeOnTheSameRetentionVolumeIsRefused() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        try lab.start()
+        let second = try mtAgent(["serve", "--config", lab.config, "--port", "0"])
+        #expect(second.status == 2)
+        #expect(second.stderr.contains("another mt-agent process holds") && second.stderr.contains("serve.lock"), "\(second.stderr)")
         #expect(lab.stop() == 0)
     }
 }

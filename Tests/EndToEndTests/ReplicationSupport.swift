@@ -167,11 +167,14 @@ final class Background {
     let stdout = Pipe()
     let stderrPath: String
 
-    init(_ arguments: [String], stderrPath: String) throws {
+    init(_ arguments: [String], stderrPath: String, environment: [String: String] = [:]) throws {
         self.stderrPath = stderrPath
         FileManager.default.createFile(atPath: stderrPath, contents: nil)
         process.executableURL = URL(fileURLWithPath: binary)
         process.arguments = arguments
+        if !environment.isEmpty {
+            process.environment = ProcessInfo.processInfo.environment.merging(environment) { $1 }
+        }
         process.standardOutput = stdout
         process.standardError = try FileHandle(forWritingTo: URL(fileURLWithPath: stderrPath))
         try process.run()

@@ -527,6 +527,7 @@ struct FrameCodecErrorCodeTests {
         (12, "resync-required", .resyncRequired), (13, "checksum-mismatch", .checksumMismatch),
         (14, "sequence-gap", .sequenceGap), (15, "write-out-of-range", .writeOutOfRange),
         (16, "pair-taken-over", .pairTakenOver), (17, "io-error", .ioError), (18, "bad-request", .badRequest),
+        (19, "failed-over", .failedOver), (20, "retention-full", .retentionFull),
     ]
 
     @Test func everyDocumentedCodeRoundTrips() throws {
@@ -542,7 +543,7 @@ struct FrameCodecErrorCodeTests {
         }
     }
 
-    @Test(arguments: [UInt16(0), 9, 19, 100, 0x8000, .max])
+    @Test(arguments: [UInt16(0), 9, 21, 100, 0x8000, .max])
     func unknownCodesArePreserved(_ code: UInt16) throws {
         let errorCode = ErrorCode(code: code)
         #expect(errorCode == .unknown(code))

@@ -3,6 +3,7 @@ import Glibc
 import MTAgentCore
 import MTAgentJournal
 import MTAgentService
+import MTAgentSetup
 
 /// `mt-agent failover`: stop a group's replication and roll its targets back to a recovery point.
 struct FailoverCommand: AsyncParsableCommand {
@@ -47,8 +48,14 @@ struct FailoverCommand: AsyncParsableCommand {
             guard let answer = readLine(), ["y", "yes"].contains(answer.lowercased()) else { throw fail("not confirmed; nothing changed") }
         }
         let meter = RollbackMeter(enabled: isatty(STDERR_FILENO) == 1 && !output.json)
+        // Tests kill the real binary mid-rollback here; it only matters when this process does the
+        // rollback (no service running).
+        let failpoint = Failpoint.parse(getenv("MT_AGENT_FAILPOINT").map { String(cString: $0) })
         let answer = try await recovery.run(ControlRequest(command: .failover, group: group, point: point, force: force)) { event in
-            if let p = event.progress { meter.show(p) }
+            if let p = event.progress {
+                meter.show(p)
+                try? failpoint.hit("failover.\(p.phase.rawValue)")
+            }
         }
         meter.finish()
         guard let report = answer.failover else { throw fail("the answer carried no failover report") }

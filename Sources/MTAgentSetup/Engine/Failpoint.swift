@@ -8,6 +8,10 @@ import Glibc
 /// not say so yet), `after-state:<step>`, `backup:<path>` (original saved, nothing changed),
 /// `temp:<path>` (new content staged next to the file), `renamed:<path>` (file replaced, its
 /// directory not yet fsynced), `before-revert:<step>`, `restored:<path>`.
+///
+/// `mt-agent failover` run without the service (it then moves the targets itself) hits
+/// `failover.saving`, `failover.forward` and `failover.undoing` at progress reports of those
+/// rollback phases (docs/JOURNAL.md "Failover").
 public struct Failpoint: Sendable {
     private let action: (@Sendable (String) throws -> Void)?
 
