@@ -182,6 +182,21 @@ struct RecoveryTests {
         _ = try recovery.commit(group: "g")
     }
 
+    @Test func aGroupThatCannotBeFinishedNowIsLeftFailedOverWithoutStoppingTheRest() throws {
+        let lab = try Self.lab(seed: 35)
+        // Recorded, then killed before any target moved.
+        _ = try lab.recovery().prepareFailover(group: "g", selector: .latest, force: false)
+        // Its target is gone at the next start.
+        let blind = Recovery(catalog: lab.catalog, layout: lab.layout, logger: quiet) { pair in
+            throw RecoveryRefusal("target \(pair.target) cannot be resolved")
+        }
+        #expect(try blind.finishInterrupted() == [])
+        #expect(try lab.catalog.failover(group: "g")?.status == .rollingBack)
+        // Once the target is back, it is finished.
+        #expect(try lab.recovery().finishInterrupted() == ["g"])
+        #expect(try lab.targets() == lab.snapshots[10]!)
+    }
+
     @Test func anInterruptedCommitIsFinished() throws {
         let lab = try Self.lab(seed: 41)
         let recovery = lab.recovery()

@@ -224,28 +224,39 @@ public final class Recovery: Sendable {
     // MARK: after a crash
 
     /// Finishes what a killed failover or commit left: rolls `rolling-back` groups to their point and
-    /// completes `committing` ones. `except` is a group the caller is about to move anyway.
+    /// completes `committing` ones. `except` is a group the caller is about to move anyway. A group
+    /// that cannot be finished now (its target is missing, say) is logged and left as it is — it
+    /// stays failed over, so nothing replicates onto it — and does not hold up the others.
     public func finishInterrupted(except: String? = nil, progress: @escaping (FailoverProgress) -> Void = { _ in }) throws -> [String] {
         var finished: [String] = []
-        for state in try catalog.failovers() where state.group != except {
-            switch state.status {
-            case .atPoint:
-                continue
-            case .committing:
-                logger.warning("finishing an interrupted commit", metadata: ["group.id": "\(state.group)"])
-                _ = try finishCommit(group: state.group, pointID: state.pointID)
-            case .rollingBack:
-                logger.warning("finishing an interrupted failover", metadata: ["group.id": "\(state.group)", "point.id": "\(state.pointID)"])
-                guard let point = try catalog.recoveryPoints(group: state.group).first(where: { $0.id == state.pointID }) else {
-                    throw RecoveryRefusal("the failover of group \(state.group) was to point \(state.pointID), which the catalog no longer has")
-                }
-                var pairs: [(PairInfo, String)] = []
-                for pair in try catalog.pairs(group: state.group) { pairs.append((pair, try resolveTarget(pair))) }
-                _ = try execute(FailoverPlan(group: state.group, point: point, pairs: pairs), progress: progress)
+        for state in try catalog.failovers() where state.group != except && state.status != .atPoint {
+            do {
+                try finish(state, progress: progress)
+                finished.append(state.group)
+            } catch {
+                logger.error("cannot finish the interrupted recovery work of a group", metadata: [
+                    "group.id": "\(state.group)", "status": "\(state.status.rawValue)", "error": "\(error)"])
             }
-            finished.append(state.group)
         }
         return finished
+    }
+
+    private func finish(_ state: FailoverState, progress: @escaping (FailoverProgress) -> Void) throws {
+        switch state.status {
+        case .atPoint:
+            return
+        case .committing:
+            logger.warning("finishing an interrupted commit", metadata: ["group.id": "\(state.group)"])
+            _ = try finishCommit(group: state.group, pointID: state.pointID)
+        case .rollingBack:
+            logger.warning("finishing an interrupted failover", metadata: ["group.id": "\(state.group)", "point.id": "\(state.pointID)"])
+            guard let point = try catalog.recoveryPoints(group: state.group).first(where: { $0.id == state.pointID }) else {
+                throw RecoveryRefusal("the failover of group \(state.group) was to point \(state.pointID), which the catalog no longer has")
+            }
+            var pairs: [(PairInfo, String)] = []
+            for pair in try catalog.pairs(group: state.group) { pairs.append((pair, try resolveTarget(pair))) }
+            _ = try execute(FailoverPlan(group: state.group, point: point, pairs: pairs), progress: progress)
+            }
     }
 
     /// Deletes a directory tree; returns the bytes its files held.
