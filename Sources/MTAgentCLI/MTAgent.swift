@@ -12,7 +12,7 @@ public struct MTAgent: AsyncParsableCommand {
         version: MTAgentVersion.string,
         subcommands: [DisksCommand.self, CheckCommand.self, PreflightCommand.self, CollectCommand.self, SetupCommand.self,
                       TargetsCommand.self, ServeCommand.self, SendCommand.self, PointsCommand.self, FailoverCommand.self,
-                      CommitCommand.self, LabCommand.self]
+                      CommitCommand.self, StatusCommand.self, LabCommand.self]
     )
 
     public init() {}

@@ -5,6 +5,7 @@ import MTAgentCore
 import MTAgentJournal
 import MTAgentLinux
 import MTAgentReplication
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import ServiceLifecycle
@@ -19,10 +20,12 @@ public struct ServeAssembly {
     public var retentionWindow: Duration
     public var spacePolicy: RetentionSpacePolicy
     public var root: String
+    public var version: String
     public var logger: Logger
 
     public init(server: ServerConfiguration, retentionPath: String, rpoThreshold: Duration, retentionWindow: Duration,
-                spacePolicy: RetentionSpacePolicy, root: String = "/", logger: Logger) {
+                spacePolicy: RetentionSpacePolicy, root: String = "/", version: String, logger: Logger) {
+        self.version = version
         self.server = server; self.retentionPath = retentionPath; self.rpoThreshold = rpoThreshold
         self.retentionWindow = retentionWindow; self.spacePolicy = spacePolicy; self.root = root; self.logger = logger
     }
@@ -52,7 +55,9 @@ public struct ServeAssembly {
 
         let logger = self.logger
         let port = server.port
+        let listening = NIOLockedValueBox("not yet")
         let listener = ReplicationServer(configuration: server, store: store, pool: pool, logger: logger) { address in
+            listening.withLockedValue { $0 = "\(address.ipAddress ?? "?"):\(address.port ?? port)" }
             notifier.notify("READY=1\nSTATUS=listening on \(address), no pairs yet")
             // Tests and scripts wait for this line to know the port (useful with port 0).
             logger.notice("ready", metadata: ["port": "\(address.port ?? port)"])
@@ -62,7 +67,9 @@ public struct ServeAssembly {
                 + "it accepts nothing for the group until 'mt-agent commit --group \(group)'")
             logger.notice("replication stopped for failover", metadata: ["group.id": "\(group)", "pairs": "\(stopped)"])
         }
-        var services: [any Service] = [listener, ControlServer(path: layout.controlSocket, handler: desk, logger: logger),
+        let status = StatusReporter(catalog: catalog, layout: layout, version: version, started: .now, rpoThreshold: rpoThreshold,
+                                    listening: listening, gate: gate, openPairs: { await listener.pairs() })
+        var services: [any Service] = [listener, ControlServer(path: layout.controlSocket, handler: ServiceControl(desk: desk, status: status), logger: logger),
                                        RetentionKeeper(desk: desk, retention: retentionPath, window: retentionWindow, policy: spacePolicy, gate: gate,
                                                        stopGroup: { group, why in _ = await listener.stop(group: group, code: .retentionFull, message: why) },
                                                        catalog: catalog, logger: logger),

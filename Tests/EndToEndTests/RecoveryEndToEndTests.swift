@@ -123,6 +123,37 @@ struct RecoveryEndToEndTests {
         #expect(lab.stop() == 0)
     }
 
+    @Test func statusShowsTheServiceLikeSystemctl() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let stopped = try mtAgent(["status", "--config", lab.config])
+        #expect(stopped.status == 3 && stopped.stdout.contains("not running"), "\(stopped.stdout)\(stopped.stderr)")
+        let (target, _, _) = try Self.replicated(lab, size: 4 * Self.mib, writes: 120, lengths: [4096, 65_536], seed: 6)
+        struct Status: Decodable {
+            struct Group: Decodable {
+                struct Pair: Decodable { var pair: String; var target: String; var state: String; var connected: Bool; var durableSeq: UInt64; var journalBytes: UInt64 }
+                var group: String; var pairs: [Pair]; var points: Int; var rpoLagSeconds: Double?; var rpoThresholdSeconds: Int
+            }
+            struct Problem: Decodable { var message: String; var fix: String }
+            var running: Bool; var version: String; var listening: String; var groups: [Group]; var problems: [Problem]
+        }
+        let healthy = try mtAgent(["status", "--json", "--config", lab.config])
+        #expect(healthy.status == 0, "\(healthy.stdout)\(healthy.stderr)")
+        let s = try JSONDecoder().decode(Status.self, from: Data(healthy.stdout.utf8))
+        #expect(s.running && s.listening.hasSuffix(":\(lab.port)") && s.problems.isEmpty)
+        let pair = try #require(s.groups.first { $0.group == "g1" }?.pairs.first)
+        #expect(pair.pair == "p1" && pair.target == target && pair.state == "in-sync" && pair.durableSeq > 100 && pair.journalBytes > 0)
+        #expect(s.groups[0].points == 3 && (s.groups[0].rpoLagSeconds ?? -1) >= 0 && s.groups[0].rpoThresholdSeconds == 900)
+        let text = try mtAgent(["status", "--config", lab.config])
+        #expect(text.stdout.contains("group g1: 3 points") && text.stdout.contains("no problems"), "\(text.stdout)")
+        // A failed-over group is a problem to act on: exit 1, with the fix.
+        #expect(try mtAgent(["failover", "--group", "g1", "--point", "latest", "--yes", "--config", lab.config]).status == 0)
+        let after = try mtAgent(["status", "--config", lab.config])
+        #expect(after.status == 1 && after.stdout.contains("group g1 is failed over") && after.stdout.contains("fix: mt-agent failover"), "\(after.stdout)")
+        #expect(lab.stop() == 0)
+        #expect(try mtAgent(["status", "--json", "--config", lab.config]).stdout.contains(#"{"running": false}"#))
+    }
+
     @Test func badInputIsOneClearLineAndChangesNothing() throws {
         let lab = try LabMaster()
         defer { lab.remove() }

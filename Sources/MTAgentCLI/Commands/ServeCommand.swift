@@ -59,7 +59,8 @@ struct ServeCommand: AsyncParsableCommand {
             try await ServeAssembly(server: server, retentionPath: agent.retentionPath,
                                     rpoThreshold: .seconds(agent.rpoThreshold.seconds),
                                     retentionWindow: .seconds(agent.retentionWindow.seconds),
-                                    spacePolicy: agent.spacePolicy == .stop ? .stop : .pruneOldest, logger: logger).run()
+                                    spacePolicy: agent.spacePolicy == .stop ? .stop : .pruneOldest,
+                                    version: MTAgentVersion.string, logger: logger).run()
         } catch {
             throw fail("\(error)")
         }

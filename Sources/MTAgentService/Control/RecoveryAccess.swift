@@ -9,6 +9,25 @@ import MTAgentLinux
 public enum RecoveryAccess {
     public enum Route: String, Sendable { case service, direct }
 
+    /// The running service's status, or nil when no service holds the volume's lock.
+    public static func status(retention: String) async throws -> ServiceStatus? {
+        let layout = RetentionLayout(retention: retention)
+        if FileManager.default.fileExists(atPath: layout.base), let lock = try FileLock.tryExclusive(path: layout.lock) {
+            lock.release()
+            return nil
+        }
+        guard FileManager.default.fileExists(atPath: layout.base) else { return nil }
+        let answer: ControlEvent
+        do {
+            answer = try await ControlClient.send(ControlRequest(command: .status), to: layout.controlSocket) { _ in }
+        } catch {
+            throw RecoveryRefusal("the service holds \(layout.lock) but its control socket \(layout.controlSocket) does not answer (\(error))")
+        }
+        if let error = answer.error { throw RecoveryRefusal(error) }
+        guard let status = answer.status else { throw RecoveryRefusal("the service's answer carried no status") }
+        return status
+    }
+
     /// Carries out `request` and returns the final answer; progress answers go to `events`.
     public static func run(
         _ request: ControlRequest, retention: String, logger: Logger,

@@ -43,6 +43,8 @@ public actor RecoveryDesk: ControlHandler {
                 }
                 await stopIngest(group)
                 return try await blocking { ControlEvent(failover: try recovery.execute(plan) { throttle.offer($0) }) }
+            case .status:
+                return ControlEvent(error: "status needs a running service")
             case .commit:
                 guard let group = request.group else { return ControlEvent(error: "commit needs --group") }
                 return try await blocking {
