@@ -237,15 +237,24 @@ public final class Catalog: Sendable {
             } else {
                 rows = try Row.fetchAll(db, sql: "SELECT * FROM recoveryPoint ORDER BY id DESC")
             }
+            // All positions in one query (not one per point: catalogs hold thousands of points).
+            var positionsByPoint: [Int64: [String: JournalPosition]] = [:]
+            let positionRows: [Row]
+            if let group {
+                positionRows = try Row.fetchAll(db, sql: """
+                    SELECT p.* FROM recoveryPointPosition p JOIN recoveryPoint r ON r.id = p.pointID WHERE r.groupID = ?
+                    """, arguments: [group])
+            } else {
+                positionRows = try Row.fetchAll(db, sql: "SELECT * FROM recoveryPointPosition")
+            }
+            for p in positionRows {
+                positionsByPoint[p["pointID"], default: [:]][p["pairID"]] = JournalPosition(
+                    segment: UInt32(truncatingIfNeeded: p["segment"] as Int64),
+                    offset: UInt64(bitPattern: p["byteOffset"]))
+            }
             return try rows.map { row in
                 let pointID: Int64 = row["id"]
-                var positions: [String: JournalPosition] = [:]
-                for p in try Row.fetchAll(db, sql: "SELECT * FROM recoveryPointPosition WHERE pointID = ?",
-                                          arguments: [pointID]) {
-                    positions[p["pairID"]] = JournalPosition(
-                        segment: UInt32(truncatingIfNeeded: p["segment"] as Int64),
-                        offset: UInt64(bitPattern: p["byteOffset"]))
-                }
+                let positions = positionsByPoint[pointID] ?? [:]
                 guard let kind = TagKind(rawValue: UInt8(truncatingIfNeeded: row["kind"] as Int64)) else {
                     throw CatalogError.badRow("recovery point \(pointID) has tag kind \(row["kind"] as Int64)")
                 }

@@ -67,3 +67,19 @@ struct RecoveryRulesTests {
         #expect(PruningRules.oldestRemovable(ps) == nil)
     }
 }
+
+@Suite("Point times")
+struct PointTimeTests {
+    /// The hand-written formatter against Foundation's, over leap years, month ends and centuries.
+    @Test func formatMatchesFoundation() {
+        let reference = ISO8601DateFormatter()
+        reference.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
+        var rng = SystemRandomNumberGenerator()
+        var samples: [UInt64] = [0, 951_782_400_000 * 1_000_000, 1_795_723_200_250 * 1_000_000, 4_107_542_399_999 * 1_000_000]
+        for _ in 0..<2000 { samples.append(UInt64.random(in: 0...(4_102_444_800_000 * 1_000_000), using: &rng)) }
+        for ns in samples {
+            let expected = reference.string(from: Date(timeIntervalSince1970: Double(ns / 1_000_000) / 1000))
+            #expect(PointSummary.format(ns) == expected, "\(ns)")
+        }
+    }
+}
