@@ -110,6 +110,54 @@ struct RollbackTests {
         #expect(interrupted > 0)
     }
 
+    /// What a crash can leave at the end of the journal: a record cut short, or a whole-length one
+    /// whose payload never reached the disk. Neither was followed by a target write.
+    @Test(arguments: [false, true])
+    func aTornTailIsNotUndone(wholeLength: Bool) throws {
+        let w = try Workload(seed: 8, tags: 4)
+        let journal = w.fixture.journal("p")
+        let last = try JournalFormat.segments(in: journal).last!
+        let path = JournalFormat.segmentPath(journal, last)
+        var record = JournalFormat.encode(type: .undo, payload: UndoRecord(seq: 99, offset: 0, length: 8192).encode(data: [UInt8](repeating: 0xEE, count: 8192)[...]))
+        if wholeLength {
+            for i in 200..<record.count { record[i] = 0 }  // the header made it, the data did not
+        } else {
+            record = Array(record.prefix(3000))
+        }
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: path))
+        handle.seekToEndOfFile()
+        handle.write(Data(record))
+        try handle.close()
+        for index in [1, 0, 3] {
+            _ = try w.roll(to: index)
+            #expect(try readFile(w.pair.target) == w.snapshots[index].content, "point \(index + 1)")
+        }
+    }
+
+    /// Damage in the middle is never skipped: the rollback stops with the place named, and the
+    /// target can still be moved to a point after the damage.
+    @Test func damageInTheMiddleStopsTheRollbackAndNewerPointsStillWork() throws {
+        let w = try Workload(seed: 9, tags: 8)
+        let journal = w.fixture.journal("p")
+        // An UNDO record between points 3 and 4.
+        let victim = try records(journal).first { $0.type == .undo && $0.position > w.snapshots[2].position && $0.position < w.snapshots[3].position }
+        let position = try #require(victim?.position)
+        let path = JournalFormat.segmentPath(journal, position.segment)
+        var bytes = try readFile(path)
+        bytes[Int(position.offset) + JournalFormat.headerSize + UndoRecord.fixedSize + 5] ^= 0xFF
+        try writeFile(path, bytes)
+        do {
+            _ = try w.roll(to: 0)
+            Issue.record("a rollback through a damaged record succeeded")
+        } catch let JournalError.corruptRecord(_, segment, offset, _) {
+            #expect(segment == position.segment && offset == position.offset)
+        }
+        for index in [5, 3, 7] {
+            _ = try w.roll(to: index)
+            #expect(try readFile(w.pair.target) == w.snapshots[index].content, "point \(index + 1)")
+        }
+    }
+
     @Test func aPositionThatIsNotATagIsRefusedBeforeAnythingIsWritten() throws {
         let w = try Workload(seed: 5, tags: 3)
         let before = try readFile(w.pair.target)

@@ -43,6 +43,58 @@ enum UndoIndex {
         return found
     }
 
+    /// The same records as `extents(after:in:)`, found from the record headers alone (checksums are
+    /// verified later, as `SegmentReader.readVerified` reads each record): a rollback then reads
+    /// the journal once instead of twice. A header that is not valid ends the scan when nothing but
+    /// the end of the last segment follows (a torn tail), and throws anywhere else. `tail` is the
+    /// last record found in the last segment: the only one whose checksum may fail without it being
+    /// damage (its header was written, its payload never synced).
+    static func extentsFromHeaders(after position: JournalPosition, in directory: String) throws -> (extents: [UndoExtent], tail: JournalPosition?) {
+        let segments = try JournalFormat.segments(in: directory)
+        var found: [UndoExtent] = []
+        var foundTag = false
+        var tail: JournalPosition?
+        for segment in segments where segment >= position.segment {
+            let path = JournalFormat.segmentPath(directory, segment)
+            let file = try PosixFile(path: path, flags: O_RDONLY)
+            let size = try file.size()
+            var offset: UInt64 = segment == position.segment ? position.offset : 0
+            while offset < size {
+                let head = try file.read(count: JournalFormat.headerSize + UndoRecord.fixedSize, at: offset)
+                if let problem = JournalFormat.headerProblem(head.prefix(JournalFormat.headerSize), bytesAvailable: size - offset) {
+                    // Never damage when nothing valid follows in the last segment (SegmentScanner's rule).
+                    guard segment == segments.last else {
+                        throw JournalError.corruptRecord(path: path, segment: segment, offset: offset, detail: problem + " (not the last segment)")
+                    }
+                    _ = try SegmentScanner.scan(directory: directory, segment: segment, isLast: true) { _ in }
+                    break
+                }
+                let here = JournalPosition(segment: segment, offset: offset)
+                let type = RecordType(rawValue: head[4])!
+                let length = UInt64(head.readBE(UInt32.self, at: 8))
+                if here == position {
+                    foundTag = type == .tag
+                } else if here > position, type == .undo {
+                    guard head.count == JournalFormat.headerSize + UndoRecord.fixedSize else {
+                        throw JournalError.corruptRecord(path: path, segment: segment, offset: offset, detail: "UNDO record shorter than its fields")
+                    }
+                    let undo = UndoRecord(seq: 0, offset: head.readBE(UInt64.self, at: JournalFormat.headerSize + 8),
+                                          length: head.readBE(UInt32.self, at: JournalFormat.headerSize + 16))
+                    guard UInt64(UndoRecord.fixedSize) + UInt64(undo.length) == length else {
+                        throw JournalError.corruptRecord(path: path, segment: segment, offset: offset,
+                                                         detail: "UNDO data length \(undo.length) does not match the record's payload length \(length)")
+                    }
+                    found.append(UndoExtent(position: here, targetOffset: undo.offset, length: Int(undo.length)))
+                }
+                if segment == segments.last { tail = here }
+                offset += UInt64(JournalFormat.headerSize) + length
+            }
+            if !foundTag && segment == position.segment { break }
+        }
+        guard foundTag else { throw JournalError.positionNotFound(position) }
+        return (found, tail)
+    }
+
     /// Every UNDO record of `directory` (created if missing), and where to append after them: the
     /// end of the valid records of the last segment, a torn tail cut off first.
     static func all(in directory: String) throws -> (extents: [UndoExtent], segment: UInt32, end: UInt64) {
@@ -82,11 +134,25 @@ final class SegmentReader {
     init(directory: String) { self.directory = directory }
 
     func read(_ extent: UndoExtent, from start: Int = 0, count: Int? = nil) throws -> [UInt8] {
-        if open?.number != extent.position.segment {
-            open = (extent.position.segment, try PosixFile(
-                path: JournalFormat.segmentPath(directory, extent.position.segment), flags: O_RDONLY))
+        try file(extent.position.segment).read(count: count ?? extent.length - start, at: extent.dataStart + UInt64(start))
+    }
+
+    /// The record's data after checking its checksum; nil when it does not verify.
+    func readVerified(_ extent: UndoExtent) throws -> [UInt8]? {
+        let record = try file(extent.position.segment).read(count: JournalFormat.headerSize + UndoRecord.fixedSize + extent.length,
+                                                            at: extent.position.offset)
+        guard record.count == JournalFormat.headerSize + UndoRecord.fixedSize + extent.length,
+              JournalFormat.checksum(header: record[4..<12], payload: record[JournalFormat.headerSize...])
+                == Array(record[12..<JournalFormat.headerSize])
+        else { return nil }
+        return Array(record[(JournalFormat.headerSize + UndoRecord.fixedSize)...])
+    }
+
+    private func file(_ segment: UInt32) throws -> PosixFile {
+        if open?.number != segment {
+            open = (segment, try PosixFile(path: JournalFormat.segmentPath(directory, segment), flags: O_RDONLY))
         }
-        return try open!.file.read(count: count ?? extent.length - start, at: extent.dataStart + UInt64(start))
+        return open!.file
     }
 }
 
