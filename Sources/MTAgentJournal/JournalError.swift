@@ -90,6 +90,11 @@ final class PosixFile {
         }
     }
 
+    /// Asks the kernel to start reading `[offset, offset + count)` now (a hint; errors ignored).
+    func willNeed(offset: UInt64, count: Int) {
+        _ = posix_fadvise(fd, off_t(offset), off_t(count), POSIX_FADV_WILLNEED)
+    }
+
     func datasync() throws {
         guard fdatasync(fd) == 0 else { throw JournalError.io(operation: "fdatasync", path: path, errno: errno) }
     }

@@ -121,7 +121,11 @@ public enum PairRollback {
         // 4. The point's own content, newest record first so the oldest after P is written last.
         let undoTotal = undo.reduce(UInt64(0)) { $0 + UInt64($1.length) }
         let reader = SegmentReader(directory: pairJournal)
-        for extent in undo.reversed() {
+        let newestFirst = Array(undo.reversed())
+        let lookahead = 8
+        for i in 0..<min(lookahead, newestFirst.count) { reader.prefetch(newestFirst[i]) }
+        for (i, extent) in newestFirst.enumerated() {
+            if i + lookahead < newestFirst.count { reader.prefetch(newestFirst[i + lookahead]) }
             guard let data = try reader.readVerified(extent) else {
                 // A torn tail was never synced, so no target write followed it: nothing to undo.
                 if extent.position == tail { continue }

@@ -126,10 +126,10 @@ enum UndoIndex {
     }
 }
 
-/// Reads record data from the segments of one directory, keeping the last segment used open.
+/// Reads record data from the segments of one directory, keeping a few segment files open.
 final class SegmentReader {
     let directory: String
-    private var open: (number: UInt32, file: PosixFile)?
+    private var files: [UInt32: PosixFile] = [:]
 
     init(directory: String) { self.directory = directory }
 
@@ -148,11 +148,19 @@ final class SegmentReader {
         return Array(record[(JournalFormat.headerSize + UndoRecord.fixedSize)...])
     }
 
+    /// Starts reading a record the rollback will need soon (the undo phase reads backwards, where
+    /// the kernel's readahead does not help).
+    func prefetch(_ extent: UndoExtent) {
+        (try? file(extent.position.segment))?.willNeed(
+            offset: extent.position.offset, count: JournalFormat.headerSize + UndoRecord.fixedSize + extent.length)
+    }
+
     private func file(_ segment: UInt32) throws -> PosixFile {
-        if open?.number != segment {
-            open = (segment, try PosixFile(path: JournalFormat.segmentPath(directory, segment), flags: O_RDONLY))
-        }
-        return open!.file
+        if let file = files[segment] { return file }
+        if files.count >= 16 { files.removeAll() }
+        let file = try PosixFile(path: JournalFormat.segmentPath(directory, segment), flags: O_RDONLY)
+        files[segment] = file
+        return file
     }
 }
 
