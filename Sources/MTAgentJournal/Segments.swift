@@ -109,6 +109,9 @@ final class SegmentWriter {
         return position
     }
 
+    /// Starts the writeback of what was appended so far (see `PosixFile.startWriteback`).
+    func startWriteback() { file.startWriteback() }
+
     /// fdatasync, skipped when nothing was appended since the last one.
     func sync() throws {
         guard unsynced else { return }

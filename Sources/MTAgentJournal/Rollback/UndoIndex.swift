@@ -43,18 +43,26 @@ enum UndoIndex {
         return found
     }
 
-    /// The same records as `extents(after:in:)`, found from the record headers alone (checksums are
-    /// verified later, as `SegmentReader.readVerified` reads each record): a rollback then reads
-    /// the journal once instead of twice. A header that is not valid ends the scan when nothing but
-    /// the end of the last segment follows (a torn tail), and throws anywhere else. `tail` is the
-    /// last record found in the last segment: the only one whose checksum may fail without it being
-    /// damage (its header was written, its payload never synced).
-    static func extentsFromHeaders(after position: JournalPosition, in directory: String) throws -> (extents: [UndoExtent], tail: JournalPosition?) {
+    /// The same records as `extents(after:in:)`, found from the record headers alone in every
+    /// segment but the last (checksums are verified later, as `SegmentReader.readVerified` reads each
+    /// record), so a rollback reads most of the journal once instead of twice. The last segment —
+    /// the only one that can end in a torn tail — is verified whole here, with SegmentScanner's
+    /// rule, so that any checksum failure later is damage, never a tail.
+    static func extentsFromHeaders(after position: JournalPosition, in directory: String) throws -> [UndoExtent] {
         let segments = try JournalFormat.segments(in: directory)
         var found: [UndoExtent] = []
         var foundTag = false
-        var tail: JournalPosition?
         for segment in segments where segment >= position.segment {
+            if segment == segments.last {
+                _ = try SegmentScanner.scan(directory: directory, segment: segment, isLast: true) { record in
+                    if record.position == position {
+                        foundTag = record.type == .tag
+                    } else if record.position > position, record.type == .undo {
+                        found.append(try extent(record, directory: directory))
+                    }
+                }
+                break
+            }
             let path = JournalFormat.segmentPath(directory, segment)
             let file = try PosixFile(path: path, flags: O_RDONLY)
             let size = try file.size()
@@ -62,12 +70,7 @@ enum UndoIndex {
             while offset < size {
                 let head = try file.read(count: JournalFormat.headerSize + UndoRecord.fixedSize, at: offset)
                 if let problem = JournalFormat.headerProblem(head.prefix(JournalFormat.headerSize), bytesAvailable: size - offset) {
-                    // Never damage when nothing valid follows in the last segment (SegmentScanner's rule).
-                    guard segment == segments.last else {
-                        throw JournalError.corruptRecord(path: path, segment: segment, offset: offset, detail: problem + " (not the last segment)")
-                    }
-                    _ = try SegmentScanner.scan(directory: directory, segment: segment, isLast: true) { _ in }
-                    break
+                    throw JournalError.corruptRecord(path: path, segment: segment, offset: offset, detail: problem + " (not the last segment)")
                 }
                 let here = JournalPosition(segment: segment, offset: offset)
                 let type = RecordType(rawValue: head[4])!
@@ -75,24 +78,21 @@ enum UndoIndex {
                 if here == position {
                     foundTag = type == .tag
                 } else if here > position, type == .undo {
-                    guard head.count == JournalFormat.headerSize + UndoRecord.fixedSize else {
-                        throw JournalError.corruptRecord(path: path, segment: segment, offset: offset, detail: "UNDO record shorter than its fields")
-                    }
-                    let undo = UndoRecord(seq: 0, offset: head.readBE(UInt64.self, at: JournalFormat.headerSize + 8),
-                                          length: head.readBE(UInt32.self, at: JournalFormat.headerSize + 16))
-                    guard UInt64(UndoRecord.fixedSize) + UInt64(undo.length) == length else {
+                    let dataLength = head.count == JournalFormat.headerSize + UndoRecord.fixedSize
+                        ? head.readBE(UInt32.self, at: JournalFormat.headerSize + 16) : 0
+                    guard UInt64(UndoRecord.fixedSize) + UInt64(dataLength) == length else {
                         throw JournalError.corruptRecord(path: path, segment: segment, offset: offset,
-                                                         detail: "UNDO data length \(undo.length) does not match the record's payload length \(length)")
+                                                         detail: "UNDO data length \(dataLength) does not match the record's payload length \(length)")
                     }
-                    found.append(UndoExtent(position: here, targetOffset: undo.offset, length: Int(undo.length)))
+                    found.append(UndoExtent(position: here, targetOffset: head.readBE(UInt64.self, at: JournalFormat.headerSize + 8),
+                                            length: Int(dataLength)))
                 }
-                if segment == segments.last { tail = here }
                 offset += UInt64(JournalFormat.headerSize) + length
             }
             if !foundTag && segment == position.segment { break }
         }
         guard foundTag else { throw JournalError.positionNotFound(position) }
-        return (found, tail)
+        return found
     }
 
     /// Every UNDO record of `directory` (created if missing), and where to append after them: the
