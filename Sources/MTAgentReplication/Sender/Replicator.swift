@@ -294,8 +294,9 @@ public final class Replicator: Sendable {
     public func replay(_ trace: Trace, tagInterval: Duration? = nil) async throws {
         let handle = (await session.handles)[0]
         let source = sources[handle]!
-        // The trace says what changes; only a pair that is not in sync needs a resync first.
-        try await resyncPairsThatNeedIt()
+        // The trace says what changes; only a pair that is not in sync needs a resync first, and
+        // that resync survives a reconnect like every step after it.
+        try await resilient("replay resync") {}
         let clock = ContinuousClock()
         var lastTag = clock.now
         var timedTags = 0
