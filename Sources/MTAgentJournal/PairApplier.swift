@@ -42,6 +42,10 @@ public final class PairApplier: @unchecked Sendable {
     private lazy var ioBuffer = AlignedBuffer(capacity: 2 * Self.readPiece)
     private static let readPiece = 8 << 20
     private static let directWriteMinimum = 256 << 10
+    /// Runs `readTarget`'s read-ahead. A queue of its own gets a thread of its own: on the global
+    /// queue the read would wait behind Swift concurrency's threads, one of which may be the caller
+    /// waiting for it.
+    private let reader = DispatchQueue(label: "mt-agent.target-read-ahead")
     private let journal: SegmentWriter
     /// The newest durable COMMIT.
     private var durable: CommitRecord
@@ -238,7 +242,7 @@ public final class PairApplier: @unchecked Sendable {
         // Direct reads get no readahead from the kernel: the next piece is read on another thread
         // (into the other half of the buffer) while `body` works on this one.
         func start(half: Int, at: UInt64, count: Int) -> BackgroundRead {
-            BackgroundRead { try self.readTarget(into: buffer, from: half * piece, count: count, at: at) }
+            BackgroundRead(on: reader) { try self.readTarget(into: buffer, from: half * piece, count: count, at: at) }
         }
         var at = offset
         var left = Int(min(UInt64(count), targetSize - offset))
@@ -443,13 +447,13 @@ public final class PairApplier: @unchecked Sendable {
     }
 }
 
-/// A blocking read started on a Dispatch thread; `wait()` returns its result, once.
+/// A blocking read started on `queue`; `wait()` returns its result, once.
 private final class BackgroundRead: @unchecked Sendable {
     private let done = DispatchSemaphore(value: 0)
     private var result: Result<Int, Error> = .success(0)
 
-    init(_ read: @escaping @Sendable () throws -> Int) {
-        DispatchQueue.global().async {
+    init(on queue: DispatchQueue, _ read: @escaping @Sendable () throws -> Int) {
+        queue.async {
             self.result = Result(catching: read)
             self.done.signal()
         }
