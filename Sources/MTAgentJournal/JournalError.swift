@@ -60,33 +60,39 @@ final class PosixFile {
     /// Reads up to `count` bytes; fewer only at end of file.
     func read(count: Int, at offset: UInt64) throws -> [UInt8] {
         var buffer = [UInt8](repeating: 0, count: count)
-        var done = 0
-        try buffer.withUnsafeMutableBytes { raw in
-            while done < count {
-                let n = pread(fd, raw.baseAddress! + done, count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw JournalError.io(operation: "pread", path: path, errno: errno)
-                }
-                if n == 0 { break }
-                done += n
-            }
-        }
+        let done = try buffer.withUnsafeMutableBytes { try read(into: $0, at: offset) }
         if done < count { buffer.removeSubrange(done...) }
         return buffer
     }
 
-    func write(_ bytes: [UInt8], at offset: UInt64) throws {
-        try bytes.withUnsafeBytes { raw in
-            var done = 0
-            while done < raw.count {
-                let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
-                if n < 0 {
-                    if errno == EINTR { continue }
-                    throw JournalError.io(operation: "pwrite", path: path, errno: errno)
-                }
-                done += n
+    /// Fills `buffer` from `offset`; returns how much was read, less only at end of file.
+    func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
+        var done = 0
+        while done < buffer.count {
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw JournalError.io(operation: "pread", path: path, errno: errno)
             }
+            if n == 0 { break }
+            done += n
+        }
+        return done
+    }
+
+    func write(_ bytes: [UInt8], at offset: UInt64) throws {
+        try bytes.withUnsafeBytes { try write($0, at: offset) }
+    }
+
+    func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws {
+        var done = 0
+        while done < raw.count {
+            let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw JournalError.io(operation: "pwrite", path: path, errno: errno)
+            }
+            done += n
         }
     }
 

@@ -1,5 +1,6 @@
 import MTAgentCore
 import Crypto
+import Dispatch
 import Glibc
 import Logging
 
@@ -33,6 +34,18 @@ public final class PairApplier: @unchecked Sendable {
     private let logger: Logger
     private let catalog: Catalog
     private let target: PosixFile
+    /// The target opened with O_DIRECT too, for large aligned reads and writes; nil where it is
+    /// refused (tmpfs). Mixing it with `target` is coherent: the kernel writes back and drops
+    /// cached pages of a range before direct I/O to it.
+    private let direct: PosixFile?
+    /// Where direct reads land (two pieces) and aligned writes are gathered, kept while the pair is open.
+    private lazy var ioBuffer = AlignedBuffer(capacity: 2 * Self.readPiece)
+    private static let readPiece = 8 << 20
+    private static let directWriteMinimum = 256 << 10
+    /// Runs `readTarget`'s read-ahead. A queue of its own gets a thread of its own: on the global
+    /// queue the read would wait behind Swift concurrency's threads, one of which may be the caller
+    /// waiting for it.
+    private let reader = DispatchQueue(label: "mt-agent.target-read-ahead")
     private let journal: SegmentWriter
     /// The newest durable COMMIT.
     private var durable: CommitRecord
@@ -45,11 +58,12 @@ public final class PairApplier: @unchecked Sendable {
     /// Set when an I/O error left the applier between two orderings: only close and reopen can repair that.
     private var failure: Error?
 
-    private init(pair: PairInfo, targetSize: UInt64, target: PosixFile, journal: SegmentWriter,
+    private init(pair: PairInfo, targetSize: UInt64, target: PosixFile, direct: PosixFile?, journal: SegmentWriter,
                  commit: CommitRecord, catalog: Catalog, logger: Logger) {
         self.pair = pair
         self.targetSize = targetSize
         self.target = target
+        self.direct = direct
         self.journal = journal
         self.durable = commit
         self.accepted = commit
@@ -67,6 +81,7 @@ public final class PairApplier: @unchecked Sendable {
         logger[metadataKey: "pair.id"] = "\(pair.id)"
         guard try catalog.pair(id: pair.id) != nil else { throw JournalError.unregisteredPair(pair.id) }
         let target = try PosixFile(path: targetPath, flags: O_RDWR)
+        let direct = try? PosixFile(path: targetPath, flags: O_RDWR | DirectIO.openFlag)
         let targetSize = try target.size()
 
         let directory = journalRoot + "/" + pair.id
@@ -128,7 +143,7 @@ public final class PairApplier: @unchecked Sendable {
             try journal.sync()
         }
 
-        let applier = PairApplier(pair: pair, targetSize: targetSize, target: target, journal: journal,
+        let applier = PairApplier(pair: pair, targetSize: targetSize, target: target, direct: direct, journal: journal,
                                   commit: lastCommit, catalog: catalog, logger: logger)
         _ = try catalog.record(
             .init(pairID: pair.id, commit: lastCommit),
@@ -216,11 +231,34 @@ public final class PairApplier: @unchecked Sendable {
         return try commit()
     }
 
-    /// Up to `count` bytes of the target from `offset`, fewer at its end, none past it: what
-    /// `commit()` made durable (the server hashes these for a differential resync).
-    public func readTarget(offset: UInt64, count: Int) throws -> [UInt8] {
-        guard offset < targetSize else { return [] }
-        return try target.read(count: Int(min(UInt64(count), targetSize - offset)), at: offset)
+    /// Calls `body` with up to `count` bytes of the target from `offset` (fewer at its end, none past
+    /// it) in consecutive pieces, each a whole number of `granule`s but the last: what `commit()` made
+    /// durable (the server hashes these for a differential resync). A piece is valid only during `body`.
+    public func readTarget(offset: UInt64, count: Int, granule: Int, _ body: (UnsafeRawBufferPointer) throws -> Void) throws {
+        guard offset < targetSize else { return }
+        let piece = max(granule, Self.readPiece / granule * granule)
+        if ioBuffer.count < 2 * piece { ioBuffer = AlignedBuffer(capacity: 2 * piece) }
+        let buffer = ioBuffer
+        // Direct reads get no readahead from the kernel: the next piece is read on another thread
+        // (into the other half of the buffer) while `body` works on this one.
+        func start(half: Int, at: UInt64, count: Int) -> BackgroundRead {
+            BackgroundRead(on: reader) { try self.readTarget(into: buffer, from: half * piece, count: count, at: at) }
+        }
+        var at = offset
+        var left = Int(min(UInt64(count), targetSize - offset))
+        var half = 0
+        var reading: BackgroundRead? = start(half: half, at: at, count: min(piece, left))
+        defer { _ = try? reading?.wait() }  // never leave a read into the buffer running
+        while let read = reading {
+            reading = nil
+            let n = try read.wait()
+            if n == 0 { break }
+            at += UInt64(n)
+            left -= n
+            if left > 0 { reading = start(half: 1 - half, at: at, count: min(piece, left)) }
+            try body(UnsafeRawBufferPointer(rebasing: buffer.bytes[(half * piece)..<(half * piece + n)]))
+            half = 1 - half
+        }
     }
 
     /// Drops what is queued but not committed (the sender resends everything after `durableSeq`) and makes
@@ -248,6 +286,7 @@ public final class PairApplier: @unchecked Sendable {
         // Only undo what a point may need: before the first durable resyncDone no point can exist, and a
         // resyncDone inside this batch precedes every tag that could use the batch's writes.
         let keepUndo = durable.hasBaseline
+        if keepUndo { prefetchOldContent(batch) }
 
         // (1) undo records, then the TAG record, durable before the target is touched.
         for item in batch {
@@ -280,8 +319,8 @@ public final class PairApplier: @unchecked Sendable {
         }
         try journal.sync()
 
-        // (2) the target.
-        for write in writes { try target.write(write.data, at: write.offset) }
+        // (2) the target (fdatasync on either descriptor flushes the device's cache).
+        try writeTarget(writes)
         if !writes.isEmpty { try target.datasync() }
 
         // (3) the COMMIT record: from here the server may ack next.durableSeq.
@@ -304,6 +343,71 @@ public final class PairApplier: @unchecked Sendable {
         return DurableTag(seq: tag.record.seq, tagID: tag.record.tagID, kind: tag.record.kind,
                           name: tag.record.name, sourceTime: tag.record.sourceTime, position: tag.position,
                           eligible: eligible, recoveryPointComplete: complete.contains(tag.record.tagID))
+    }
+
+    /// The batch's writes, in order. Runs of contiguous aligned writes are gathered into `ioBuffer`;
+    /// large ones are written through O_DIRECT: no page-cache copy, and requests larger than one
+    /// WRITE. Small runs go through the page cache, whose writeback at the fdatasync sends them
+    /// together, where direct writes would each wait for the device in turn.
+    private func writeTarget(_ writes: [(seq: UInt64, offset: UInt64, data: [UInt8])]) throws {
+        guard direct != nil else {
+            for write in writes { try target.write(write.data, at: write.offset) }
+            return
+        }
+        let buffer = ioBuffer
+        var start: UInt64 = 0
+        var filled = 0
+        func flush() throws {
+            guard filled > 0 else { return }
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer.bytes[..<filled])
+            filled = 0
+            if bytes.count >= Self.directWriteMinimum, let direct {
+                do { return try direct.write(bytes, at: start) } catch JournalError.io(_, _, EINVAL) {
+                    // The target's block size is above the alignment: through the page cache after all.
+                }
+            }
+            try target.write(bytes, at: start)
+        }
+        for write in writes {
+            let count = write.data.count
+            guard count > 0, count <= buffer.count, DirectIO.isAligned(write.offset), DirectIO.isAligned(count) else {
+                try flush()
+                try target.write(write.data, at: write.offset)
+                continue
+            }
+            if filled > 0, start + UInt64(filled) != write.offset || filled + count > buffer.count { try flush() }
+            if filled == 0 { start = write.offset }
+            write.data.withUnsafeBytes { (buffer.bytes.baseAddress! + filled).copyMemory(from: $0.baseAddress!, byteCount: count) }
+            filled += count
+        }
+        try flush()
+    }
+
+    /// Up to `count` bytes of the target at `offset` into `buffer` from byte `from` (an aligned
+    /// position with room for `count` rounded up to the alignment); fewer only at the target's end.
+    /// Through O_DIRECT when `offset` is aligned. Touches only the two descriptors, which pread
+    /// shares safely: it may run on another thread while the caller works on the rest of `buffer`.
+    private func readTarget(into buffer: AlignedBuffer, from: Int, count: Int, at offset: UInt64) throws -> Int {
+        if let direct, DirectIO.isAligned(offset) {
+            // Rounded up: a direct read takes whole blocks and stops short at the end of the target.
+            let length = DirectIO.roundUp(count)
+            do {
+                return min(count, try direct.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[from..<(from + length)]), at: offset))
+            } catch JournalError.io(_, _, EINVAL) {
+                // A short read left an unaligned offset (a target whose size is not a multiple of
+                // the alignment), or the block size is above it: the page cache reads any offset.
+            }
+        }
+        return try target.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[from..<(from + count)]), at: offset)
+    }
+
+    /// Starts reading what the batch's writes will overwrite, so that `saveUndo`'s reads of it go to
+    /// the device together instead of one at a time (thousands of 4 KiB reads in a differential
+    /// resync; the target's hashes were read past the page cache).
+    private func prefetchOldContent(_ batch: [Item]) {
+        for case .op(.write(_, let offset, let data)) in batch where offset < targetSize {
+            _ = posix_fadvise(target.fd, off_t(offset), off_t(min(UInt64(data.count), targetSize - offset)), POSIX_FADV_WILLNEED)
+        }
     }
 
     /// Appends the old content of every 4 KiB block the write covers (clamped to the target's end) that has
@@ -340,5 +444,23 @@ public final class PairApplier: @unchecked Sendable {
     private static func catalogTag(_ record: TagRecord, _ position: JournalPosition) -> Catalog.Tag {
         Catalog.Tag(seq: record.seq, tagID: record.tagID, kind: record.kind, name: record.name,
                     sourceTime: record.sourceTime, position: position)
+    }
+}
+
+/// A blocking read started on `queue`; `wait()` returns its result, once.
+private final class BackgroundRead: @unchecked Sendable {
+    private let done = DispatchSemaphore(value: 0)
+    private var result: Result<Int, Error> = .success(0)
+
+    init(on queue: DispatchQueue, _ read: @escaping @Sendable () throws -> Int) {
+        queue.async {
+            self.result = Result(catching: read)
+            self.done.signal()
+        }
+    }
+
+    func wait() throws -> Int {
+        done.wait()
+        return try result.get()
     }
 }

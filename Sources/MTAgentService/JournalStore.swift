@@ -145,19 +145,12 @@ final class JournalPair: ReplicaPair {
     }
 
     func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8] {
-        // Read in large pieces (whole chunks, at least 4 MiB) and hash the chunks inside: one pread
-        // per 4 KiB chunk would dominate a differential resync.
-        let piece = max(chunkSize, (4 << 20) / chunkSize * chunkSize)
+        // Read in large pieces of whole chunks and hash the chunks inside: one pread per 4 KiB
+        // chunk would dominate a differential resync.
         var out: [UInt8] = []
         out.reserveCapacity(count * 32)
-        var at = offset
-        var left = count * chunkSize
-        while left > 0 {
-            let bytes = try applier.readTarget(offset: at, count: min(piece, left))
-            if bytes.isEmpty { break }
-            out += bytes.withUnsafeBytes { ChunkHashes.of($0, chunkSize: chunkSize) }
-            at += UInt64(bytes.count)
-            left -= bytes.count
+        try applier.readTarget(offset: offset, count: count * chunkSize, granule: chunkSize) { piece in
+            out += ChunkHashes.of(piece, chunkSize: chunkSize)
         }
         return out
     }

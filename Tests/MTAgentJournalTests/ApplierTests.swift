@@ -222,8 +222,40 @@ struct ApplierTests {
         let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: UInt64(size))
         let applier = try fixture.open(pair)
         let bytes = try readFile(target)
-        #expect(try applier.readTarget(offset: 65536, count: 10 * 65536) == Array(bytes[65536...]))
-        #expect(try applier.readTarget(offset: 100, count: 50) == Array(bytes[100..<150]))
-        #expect(try applier.readTarget(offset: UInt64(size), count: 10).isEmpty)
+        func read(_ offset: UInt64, _ count: Int, granule: Int = 4096) throws -> [UInt8] {
+            var out: [UInt8] = []
+            try applier.readTarget(offset: offset, count: count, granule: granule) { piece in
+                #expect(piece.count % granule == 0 || out.count + piece.count == min(count, size - Int(offset)))
+                out += piece
+            }
+            return out
+        }
+        #expect(try read(65536, 10 * 65536) == Array(bytes[65536...]))
+        #expect(try read(100, 50) == Array(bytes[100..<150]))
+        #expect(try read(UInt64(size), 10).isEmpty)
+        #expect(try read(0, size, granule: 3 << 20) == bytes, "a granule above the read buffer's size")
+    }
+
+    @Test func largeAlignedWritesReachTheTarget() throws {
+        // Contiguous aligned writes are gathered into direct writes; unaligned ones go between them.
+        var rng = SplitMix(seed: 16)
+        let fixture = try Fixture()
+        let size = 24 << 20
+        let target = try fixture.makeTarget("d", size: size, rng: &rng)
+        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: UInt64(size))
+        let applier = try fixture.open(pair)
+        var expected = try readFile(target)
+        var seq: UInt64 = 0
+        func write(_ offset: Int, _ data: [UInt8]) {
+            seq += 1
+            #expect(applier.accept(.write(seq: seq, offset: UInt64(offset), data: data)) == .queued)
+            expected.replaceSubrange(offset..<(offset + data.count), with: data)
+        }
+        for i in 0..<10 { write(i << 20, rng.bytes(1 << 20)) }
+        write(3 << 20 + 100, rng.bytes(5000))
+        write(3 << 20, rng.bytes(4 << 20))
+        write(20 << 20, rng.bytes(4096))
+        _ = try applier.commit()
+        #expect(try readFile(target) == expected)
     }
 }

@@ -106,34 +106,56 @@ public final class Replicator: Sendable {
         }
         let hashLocally = !full || keepHashes
         // Reads (and local hashes) run one window ahead too, so the disk is read while the
-        // previous window goes out.
-        func read(_ at: UInt64) -> Task<([UInt8], [UInt8]), Error>? {
+        // previous window goes out. Two buffers take turns: a fresh one per window would be
+        // zero-filled by the kernel page by page.
+        func read(_ at: UInt64, into reused: AlignedBuffer?) -> Task<(AlignedBuffer, Int, [UInt8]), Error>? {
             guard at < source.size else { return nil }
-            let length = min(windowBytes, source.size - at)
+            let length = Int(min(windowBytes, source.size - at))
             return Task { [pool, chunkSize = options.chunkSize] in
-                try await pool.runIfActive {
-                    let data = try source.read(offset: at, count: Int(length))
-                    return (data, hashLocally ? Self.hashChunks(data, chunkSize: chunkSize) : [])
+                let buffer = reused ?? AlignedBuffer(capacity: Int(windowBytes))
+                guard hashLocally else {
+                    return (buffer, try await pool.runIfActive { try source.read(offset: at, count: length, into: buffer) }, [])
                 }
+                // In pieces, each hashed while the next is read: direct reads get no readahead.
+                let piece = max(chunkSize, (8 << 20) / chunkSize * chunkSize)
+                @Sendable func readPiece(_ from: Int) async throws -> Int {
+                    guard from < length else { return 0 }
+                    return try await pool.runIfActive {
+                        try source.read(offset: at + UInt64(from), count: min(piece, length - from), into: buffer, at: from)
+                    }
+                }
+                var hashes: [UInt8] = []
+                var from = 0
+                var count = try await readPiece(0)
+                while count > 0 {
+                    let (f, c) = (from, count)
+                    let next = Task { try await readPiece(f + c) }
+                    hashes += try await pool.runIfActive { Self.hashChunks(buffer, from: f, count: c, chunkSize: chunkSize) }
+                    from += count
+                    count = try await next.value
+                }
+                return (buffer, from, hashes)
             }
         }
         var pending = try await request(offset)
-        var reading = read(offset)
+        var reading = read(offset, into: nil)
+        var spare: AlignedBuffer?
         defer { reading?.cancel() }
         while offset < source.size {
             let length = min(windowBytes, source.size - offset)
             let next = try await request(offset + length)  // one window ahead: the MT hashes while we compare
             let at = offset
-            let (data, local) = try await reading!.value
-            reading = read(offset + length)
-            var differs = [Bool](repeating: true, count: (data.count + options.chunkSize - 1) / options.chunkSize)
+            let (data, count, local) = try await reading!.value
+            reading = read(offset + length, into: spare)
+            var differs = [Bool](repeating: true, count: (count + options.chunkSize - 1) / options.chunkSize)
             if let pending {
                 let remote = try await pending.answer()
                 for i in 0..<min(differs.count, remote.count) {
                     differs[i] = !local[(i * 32)..<(i * 32 + 32)].elementsEqual(remote.digest(i))
                 }
             }
-            try await sendRuns(handle, data: data, base: at, differs: differs)
+            try await sendRuns(handle, data: data, count: count, base: at, differs: differs)
+            spare = data
             await session.countHashes(total: differs.count, differing: differs.filter { $0 }.count)
             try await session.sendResyncMark(handle, through: at + length)
             if hashLocally { record(handle, offset: at, hashes: local) }
@@ -145,8 +167,8 @@ public final class Replicator: Sendable {
         try await session.waitDurable(handle)
     }
 
-    /// Sends the differing chunks of `data` as writes of up to `maxWrite` bytes.
-    private func sendRuns(_ handle: UInt32, data: [UInt8], base: UInt64, differs: [Bool]) async throws {
+    /// Sends the differing chunks of the first `count` bytes of `data` as writes of up to `maxWrite` bytes.
+    private func sendRuns(_ handle: UInt32, data: AlignedBuffer, count: Int, base: UInt64, differs: [Bool]) async throws {
         let chunk = options.chunkSize
         let perWrite = max(1, options.maxWrite / chunk)
         var i = 0
@@ -154,16 +176,16 @@ public final class Replicator: Sendable {
             guard differs[i] else { i += 1; continue }
             var j = i
             while j < differs.count, differs[j], j - i < perWrite { j += 1 }
-            let lo = i * chunk, hi = min(j * chunk, data.count)
+            let lo = i * chunk, hi = min(j * chunk, count)
             var buffer = ByteBufferAllocator().buffer(capacity: hi - lo)
-            buffer.writeBytes(data[lo..<hi])
+            buffer.writeBytes(UnsafeRawBufferPointer(rebasing: data.bytes[lo..<hi]))
             try await session.sendWrite(handle, offset: base + UInt64(lo), data: buffer)
             i = j
         }
     }
 
-    static func hashChunks(_ data: [UInt8], chunkSize: Int) -> [UInt8] {
-        data.withUnsafeBytes { ChunkHashes.of($0, chunkSize: chunkSize) }
+    static func hashChunks(_ data: AlignedBuffer, from: Int = 0, count: Int, chunkSize: Int) -> [UInt8] {
+        ChunkHashes.of(UnsafeRawBufferPointer(rebasing: data.bytes[from..<(from + count)]), chunkSize: chunkSize)
     }
 
     private func record(_ handle: UInt32, offset: UInt64, hashes: [UInt8]) {
@@ -242,12 +264,13 @@ public final class Replicator: Sendable {
         let chunk = UInt64(options.chunkSize)
         let windowBytes = UInt64(options.windowChunks) * chunk
         var offset: UInt64 = 0
+        let data = AlignedBuffer(capacity: Int(windowBytes))
         while offset < source.size {
             let length = min(windowBytes, source.size - offset)
             let at = offset
-            let (data, local) = try await pool.runIfActive { [chunkSize = options.chunkSize] in
-                let data = try source.read(offset: at, count: Int(length))
-                return (data, Self.hashChunks(data, chunkSize: chunkSize))
+            let (count, local) = try await pool.runIfActive { [chunkSize = options.chunkSize] in
+                let count = try source.read(offset: at, count: Int(length), into: data)
+                return (count, Self.hashChunks(data, count: count, chunkSize: chunkSize))
             }
             let start = Int(at / chunk) * 32
             let known = tracked.withLockedValue { $0[handle] ?? [] }
@@ -257,7 +280,7 @@ public final class Replicator: Sendable {
                 let before = known[(start + i * 32)..<(start + i * 32 + 32)]
                 differs[i] = !mine.elementsEqual(before)
             }
-            try await sendRuns(handle, data: data, base: at, differs: differs)
+            try await sendRuns(handle, data: data, count: count, base: at, differs: differs)
             record(handle, offset: at, hashes: local)
             offset += length
         }
@@ -284,8 +307,9 @@ public final class Replicator: Sendable {
     public func replay(_ trace: Trace, tagInterval: Duration? = nil) async throws {
         let handle = (await session.handles)[0]
         let source = sources[handle]!
-        // The trace says what changes; only a pair that is not in sync needs a resync first.
-        try await resyncPairsThatNeedIt()
+        // The trace says what changes; only a pair that is not in sync needs a resync first, and
+        // that resync survives a reconnect like every step after it.
+        try await resilient("replay resync") {}
         let clock = ContinuousClock()
         var lastTag = clock.now
         var timedTags = 0
