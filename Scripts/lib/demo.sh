@@ -114,16 +114,14 @@ demo_writer() {  # mountpoint stopfile
 #   thaw   MOUNTPOINT DEVICE TIME_NS SHA256      (time taken before the thaw)
 # The sender takes its tag between its last freeze and its first thaw, so a point whose source
 # time falls inside both windows, with equal hashes at both ends, had exactly that content.
-# With FLUSH=1 it also drops the source device's page cache right after the freeze (see
-# Scripts/demo: the sender reads the device through it).
-write_freeze_hook() {  # dir log flush
+write_freeze_hook() {  # dir log
     local real
     real=$(command -v fsfreeze) || die "fsfreeze not found (util-linux)"
     mkdir -p "$1"
     {
         echo '#!/usr/bin/env bash'
         echo '# fsfreeze for Scripts/demo: see write_freeze_hook in Scripts/lib/demo.sh.'
-        printf 'real=%q log=%q flush=%q\n' "$real" "$2" "$3"
+        printf 'real=%q log=%q\n' "$real" "$2"
         cat <<'EOF'
 [ $# -eq 2 ] || exec "$real" "$@"
 flag=$1 mnt=$2
@@ -133,7 +131,6 @@ case "$flag" in
     -f)
         "$real" -f "$mnt" || exit
         t=$(date +%s%N)
-        [ "$flush" = 1 ] && [ -n "$dev" ] && blockdev --flushbufs "$dev"
         h=$(devhash) || h=unreadable
         echo "freeze $mnt ${dev:-?} $t ${h:-unreadable}" >>"$log"
         exit 0 ;;
