@@ -154,6 +154,23 @@ struct RecoveryEndToEndTests {
         #expect(try mtAgent(["status", "--json", "--config", lab.config]).stdout.contains(#"{"running": false}"#))
     }
 
+    /// Under systemd with stderr going to the journal, every line carries its syslog priority.
+    @Test func logsCarrySyslogPrioritiesForTheJournal() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        try lab.start(environment: ["JOURNAL_STREAM": "8:12345"])
+        #expect(lab.stop() == 0)
+        let lines = lab.log.split(separator: "\n")
+        #expect(!lines.isEmpty && lines.allSatisfy { $0.hasPrefix("<") && "234567".contains($0.dropFirst().first!) && $0.dropFirst(2).hasPrefix(">") },
+                "\(lab.log)")
+        #expect(lines.contains { $0.hasPrefix("<5>mt-agent.serve: port=") && $0.hasSuffix(" ready") }, "\(lab.log)")
+        #expect(lines.contains { $0.hasPrefix("<6>mt-agent.serve: ") && $0.contains("starting") }, "\(lab.log)")
+        // Without it, the plain swift-log format.
+        try lab.start(environment: ["JOURNAL_STREAM": ""])
+        #expect(lab.stop() == 0)
+        #expect(lab.log.split(separator: "\n").last { $0.contains("listening") }?.contains(" info mt-agent.serve:") == true, "\(lab.log)")
+    }
+
     @Test func badInputIsOneClearLineAndChangesNothing() throws {
         let lab = try LabMaster()
         defer { lab.remove() }

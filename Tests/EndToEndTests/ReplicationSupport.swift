@@ -66,7 +66,7 @@ final class LabMaster {
         while Date() < deadline {
             let text = (try? String(contentsOfFile: serveLog, encoding: .utf8)) ?? ""
             let fresh = String(text.utf8.dropFirst(Int(mark))) ?? ""
-            if let line = fresh.split(separator: "\n").first(where: { $0.hasSuffix("] ready") && $0.contains("port=") }),
+            if let line = fresh.split(separator: "\n").first(where: { $0.hasSuffix(" ready") && $0.contains("port=") }),
                let range = line.range(of: "port=") {
                 port = Int(line[range.upperBound...].prefix { $0.isNumber }) ?? port
                 return

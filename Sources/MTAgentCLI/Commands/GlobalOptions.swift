@@ -26,7 +26,7 @@ struct SystemOptions: ParsableArguments {
 
     /// Logs go to stderr so stdout stays clean for tables and JSON.
     func makeLogger() -> Logger {
-        var logger = Logger(label: "mt-agent") { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "mt-agent", factory: LogOutput.handler)
         logger.logLevel = logLevel
         return logger
     }

@@ -19,7 +19,7 @@ struct RecoveryOptions: ParsableArguments {
 
     /// Sends `request` and returns the final answer, or ends the command with its error (exit 2).
     func run(_ request: ControlRequest, events: @escaping @Sendable (ControlEvent) -> Void = { _ in }) async throws -> ControlEvent {
-        var logger = Logger(label: "mt-agent") { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "mt-agent", factory: LogOutput.handler)
         logger.logLevel = logLevel
         let answer: ControlEvent
         do {

@@ -74,7 +74,7 @@ struct SendCommand: AsyncParsableCommand {
     }
 
     func run() async throws {
-        var logger = Logger(label: "mt-agent.send") { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "mt-agent.send", factory: LogOutput.handler)
         logger.logLevel = logLevel
         let passphrase: [UInt8]
         let devices: [SourceDevice]

@@ -31,7 +31,7 @@ struct ServeCommand: AsyncParsableCommand {
     var logLevel: Logger.Level = .info
 
     func run() async throws {
-        var logger = Logger(label: "mt-agent.serve") { StreamLogHandler.standardError(label: $0) }
+        var logger = Logger(label: "mt-agent.serve", factory: LogOutput.handler)
         logger.logLevel = logLevel
         let files = RootedFiles(root: "/")
         let agent: AgentConfig
