@@ -38,8 +38,11 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
-            ]
+            ],
+            plugins: ["BuildInfo"]
         ),
+        // Records the git commit of the build for `mt-agent --version`.
+        .plugin(name: "BuildInfo", capability: .buildTool()),
         // Sendable value types and rules; no I/O.
         .target(name: "MTAgentCore"),
         // The system: libudev, libblkid, sysfs/procfs readers, block-device ioctls.

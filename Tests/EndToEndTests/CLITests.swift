@@ -39,7 +39,11 @@ struct CLITests {
     @Test func unknownSubcommandAndBadOptionFail() throws {
         #expect(try mtAgent(["frobnicate"]).status != 0)
         #expect(try mtAgent(["disks", "--log-level", "loud"]).status != 0)
-        #expect(try mtAgent(["--version"]).stdout.contains("0."))
+        // The version and the commit the binary was built from (Plugins/BuildInfo).
+        let version = try mtAgent(["--version"]).stdout
+        let head = try LoopVolume.run("git", "-C", URL(fileURLWithPath: #filePath).deletingLastPathComponent().path, "rev-parse", "--short=12", "HEAD")
+            .trimmingCharacters(in: .whitespacesAndNewlines)
+        #expect(version.hasPrefix("0.") && version.contains("(commit \(head)"), "\(version) vs HEAD \(head)")
     }
 
     @Test(.enabled(if: getuid() == 0, "needs root to switch to an unprivileged user"))
