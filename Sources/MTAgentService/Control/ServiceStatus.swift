@@ -88,7 +88,7 @@ struct StatusReporter: Sendable {
                     pair: info.id, target: info.target, state: state.rawValue, connected: live != nil,
                     durableSeq: live?.durableSeq ?? info.durableSeq, resyncOffset: offset, targetBytes: size,
                     resyncPercent: state == .resyncing && size > 0 ? Int(offset * 100 / size) : nil,
-                    reason: live?.reason ?? info.reason, journalBytes: directoryBytes(layout.journal(info.id)))
+                    reason: live?.reason ?? info.reason, journalBytes: treeBytes(layout.journal(info.id)))
             }
             let newest = points.map(\.sourceTime).max()
             let lag = newest.map { nowNs > $0 ? Double(nowNs - $0) / 1e9 : 0 }
@@ -115,13 +115,6 @@ struct StatusReporter: Sendable {
             running: true, version: version, pid: getpid(), uptimeSeconds: (ContinuousClock.now - started).seconds,
             listening: listening.withLockedValue { $0 }, retention: layout.retention, retentionFreeBytes: free,
             retentionReserveBytes: reserve, groups: groups, problems: problems)
-    }
-
-    private func directoryBytes(_ path: String) -> UInt64 {
-        let fm = FileManager.default
-        return ((try? fm.contentsOfDirectory(atPath: path)) ?? []).reduce(0) { sum, name in
-            sum + (((try? fm.attributesOfItem(atPath: path + "/" + name))?[.size] as? UInt64) ?? 0)
-        }
     }
 }
 

@@ -2,6 +2,7 @@ import Foundation
 import Glibc
 import MTAgentCore
 import MTAgentJournal
+import MTAgentLinux
 
 /// What one pruning pass did.
 public struct PruneReport: Sendable, Equatable {
@@ -74,9 +75,15 @@ extension Recovery {
     }
 }
 
-/// statvfs(3) free bytes an unprivileged writer may use (f_bavail), like `check retention`.
+/// The free bytes an unprivileged writer may use (f_bavail), measured as `check retention` does.
 func availableBytes(_ path: String) throws -> UInt64 {
-    var s = statvfs()
-    guard statvfs(path, &s) == 0 else { throw RecoveryRefusal("statvfs \(path) failed: \(String(cString: strerror(errno)))") }
-    return UInt64(s.f_bavail) * UInt64(s.f_frsize)
+    try LiveVolumes().space(of: path).availableBytes
+}
+
+/// The bytes of the files under `path` (0 when it does not exist).
+func treeBytes(_ path: String) -> UInt64 {
+    let fm = FileManager.default
+    return ((try? fm.subpathsOfDirectory(atPath: path)) ?? []).reduce(0) { sum, name in
+        sum + (((try? fm.attributesOfItem(atPath: path + "/" + name))?[.size] as? UInt64) ?? 0)
+    }
 }

@@ -133,9 +133,8 @@ public final class Recovery: Sendable {
             throw RecoveryRefusal("pair \(busy.id) of group \(group) is resyncing (\(percent) % done): failing over now "
                 + "stops that resync — wait until the group is in sync, or pass --force to fail over to a point taken before it")
         }
-        let all = try catalog.recoveryPoints(group: group)
-        let common = all.filter { point in pairs.allSatisfy { point.positions[$0.id] != nil } }
-        if common.isEmpty, let some = all.first, let missing = pairs.first(where: { some.positions[$0.id] == nil }) {
+        let common = try commonPoints(group: group, pairs: pairs.map(\.id))
+        if common.isEmpty, let some = try catalog.recoveryPoints(group: group).first, let missing = pairs.first(where: { some.positions[$0.id] == nil }) {
             throw RecoveryRefusal("group \(group) has recovery points, but none covers pair \(missing.id) "
                 + "(it joined the group after them or is not in sync yet)")
         }
@@ -263,10 +262,7 @@ public final class Recovery: Sendable {
     private func removeTree(_ path: String) throws -> UInt64 {
         let fm = FileManager.default
         guard fm.fileExists(atPath: path) else { return 0 }
-        var bytes: UInt64 = 0
-        for name in (try? fm.subpathsOfDirectory(atPath: path)) ?? [] {
-            bytes += ((try? fm.attributesOfItem(atPath: path + "/" + name))?[.size] as? UInt64) ?? 0
-        }
+        let bytes = treeBytes(path)
         do { try fm.removeItem(atPath: path) } catch {
             throw RecoveryRefusal("cannot remove \(path): \(error)")
         }

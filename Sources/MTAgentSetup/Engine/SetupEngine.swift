@@ -333,25 +333,20 @@ public struct SetupEngine: Sendable {
 }
 
 /// One setup at a time per machine: an exclusive flock on `var/lib/mt-agent/setup/lock`.
-final class SetupRunLock: @unchecked Sendable {
-    private var fd: Int32
+final class SetupRunLock: Sendable {
+    private let lock: FileLock
 
     init(path: String) throws {
         try HostFile.makeDirectories(HostFile.dirname(path), mode: 0o700)
-        fd = open(path, O_RDWR | O_CREAT | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw SetupIOError("open", path, errno) }
-        if flock(fd, LOCK_EX | LOCK_NB) != 0 {
-            close(fd)
-            throw SetupError.busy(lock: path)
+        let taken: FileLock?
+        do { taken = try FileLock.tryExclusive(path: path) } catch let error as FileLockError {
+            throw SetupIOError("open", path, error.errno)
         }
+        guard let taken else { throw SetupError.busy(lock: path) }
+        lock = taken
     }
 
-    func release() {
-        if fd >= 0 {
-            close(fd)
-            fd = -1
-        }
-    }
+    func release() { lock.release() }
 }
 
 extension SetupRunLock {
