@@ -21,11 +21,15 @@ public struct ServeAssembly {
     public var spacePolicy: RetentionSpacePolicy
     public var root: String
     public var version: String
+    /// Where the Prometheus endpoint listens (`host`, `port`); nil for none.
+    public var metricsAddress: (host: String, port: Int)?
     public var logger: Logger
 
     public init(server: ServerConfiguration, retentionPath: String, rpoThreshold: Duration, retentionWindow: Duration,
-                spacePolicy: RetentionSpacePolicy, root: String = "/", version: String, logger: Logger) {
+                spacePolicy: RetentionSpacePolicy, root: String = "/", version: String,
+                metricsAddress: (host: String, port: Int)? = nil, logger: Logger) {
         self.version = version
+        self.metricsAddress = metricsAddress
         self.server = server; self.retentionPath = retentionPath; self.rpoThreshold = rpoThreshold
         self.retentionWindow = retentionWindow; self.spacePolicy = spacePolicy; self.root = root; self.logger = logger
     }

@@ -34,7 +34,11 @@ struct IdentityConfigTests {
             rpo_threshold = 90s
             retention_window = 7d
             space_policy = stop
+            metrics_address = [::1]:9100
+            log_level = debug
             """)
+        #expect(config.metricsAddress == HostPort(host: "::1", port: 9100))
+        #expect(config.logLevel == "debug")
         #expect(config.port == 10443)
         #expect(config.listenAddress == "::1")
         #expect(config.rpoThreshold.seconds == 90)
@@ -53,7 +57,11 @@ struct IdentityConfigTests {
         ("space_policy = delete-all", "/etc/mt-agent/mt-agent.conf line 2: space_policy: \"delete-all\" is not one of prune-oldest, stop"),
         ("retention_path = mnt/retention", "/etc/mt-agent/mt-agent.conf line 2: retention_path: \"mnt/retention\" is not an absolute path"),
         ("tls_key =", "/etc/mt-agent/mt-agent.conf line 2: tls_key: no value"),
-        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key)"),
+        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key, metrics_address, log_level)"),
+        ("metrics_address = localhost:9464", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"localhost:9464\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
+        ("metrics_address = 127.0.0.1:0", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"127.0.0.1:0\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
+        ("metrics_address = ::1:9464", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"::1:9464\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
+        ("log_level = loud", "/etc/mt-agent/mt-agent.conf line 2: log_level: \"loud\" is not one of trace, debug, info, notice, warning, error, critical"),
         ("port 9443", "/etc/mt-agent/mt-agent.conf line 2: expected `key = value`, found \"port 9443\""),
         ("port = 9443\nport = 9444", "/etc/mt-agent/mt-agent.conf line 3: port: set twice"),
     ])

@@ -60,7 +60,8 @@ struct ServeCommand: AsyncParsableCommand {
                                     rpoThreshold: .seconds(agent.rpoThreshold.seconds),
                                     retentionWindow: .seconds(agent.retentionWindow.seconds),
                                     spacePolicy: agent.spacePolicy == .stop ? .stop : .pruneOldest,
-                                    version: MTAgentVersion.string, logger: logger).run()
+                                    version: MTAgentVersion.string,
+                                    metricsAddress: agent.metricsAddress.map { ($0.host, $0.port) }, logger: logger).run()
         } catch {
             throw fail("\(error)")
         }

@@ -19,6 +19,10 @@ public struct AgentConfig: Sendable, Equatable {
     public var tlsCertificate: String = AgentPaths.tlsCertificate
     public var tlsKey: String = AgentPaths.tlsKey
     public var passphraseKey: String = AgentPaths.passphraseKey
+    /// Where the Prometheus endpoint (`GET /metrics`) listens; nil (`off`) for none.
+    public var metricsAddress: HostPort? = HostPort(host: "127.0.0.1", port: 9464)
+    /// How much `serve` logs: trace, debug, info, notice, warning, error, critical.
+    public var logLevel: String = "info"
 
     public init() {}
 
@@ -46,7 +50,12 @@ public struct AgentConfig: Sendable, Equatable {
         ("tls_certificate", "The service's self-signed certificate; senders pin its SHA-256 fingerprint."),
         ("tls_key", "Its private key (mode 0600)."),
         ("passphrase_key", "The key derived from the replication passphrase (mode 0600); never the passphrase."),
+        ("metrics_address", "Prometheus endpoint, HOST:PORT (GET /metrics; loopback by default), or off."),
+        ("log_level", "How much the service logs: trace, debug, info, notice, warning, error, critical."),
     ]
+
+    /// The log levels `log_level` accepts, as swift-log names them.
+    public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
     private func value(of key: String) -> String {
         switch key {
@@ -60,6 +69,8 @@ public struct AgentConfig: Sendable, Equatable {
         case "tls_certificate": tlsCertificate
         case "tls_key": tlsKey
         case "passphrase_key": passphraseKey
+        case "metrics_address": metricsAddress?.description ?? "off"
+        case "log_level": logLevel
         default: ""
         }
     }
@@ -117,6 +128,20 @@ public struct AgentConfig: Sendable, Equatable {
                 case "retention_window": config.retentionWindow = duration
                 default: config.appConsistentFrequency = duration
                 }
+            case "metrics_address":
+                if value == "off" {
+                    config.metricsAddress = nil
+                } else {
+                    guard let address = HostPort(value) else {
+                        throw fail(key, "\"\(value)\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off")
+                    }
+                    config.metricsAddress = address
+                }
+            case "log_level":
+                guard logLevels.contains(value) else {
+                    throw fail(key, "\"\(value)\" is not one of \(logLevels.joined(separator: ", "))")
+                }
+                config.logLevel = value
             case "space_policy":
                 guard let policy = SpacePolicy(rawValue: value) else {
                     throw fail(key, "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
@@ -148,6 +173,30 @@ public struct AgentConfig: Sendable, Equatable {
         var v6 = in6_addr()
         return inet_pton(AF_INET, s, &v4) == 1 || inet_pton(AF_INET6, s, &v6) == 1
     }
+}
+
+/// An IP address and TCP port: `127.0.0.1:9464`, `[::1]:9464`.
+public struct HostPort: Sendable, Equatable, CustomStringConvertible {
+    public var host: String
+    public var port: Int
+
+    public init(host: String, port: Int) {
+        self.host = host
+        self.port = port
+    }
+
+    public init?(_ text: String) {
+        guard let colon = text.lastIndex(of: ":") else { return nil }
+        var host = String(text[..<colon])
+        if host.hasPrefix("[") && host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard let port = Int(text[text.index(after: colon)...]), (1...65535).contains(port),
+              AgentConfig.isIPAddress(host), !host.contains(":") || text.hasPrefix("[")
+        else { return nil }
+        self.host = host
+        self.port = port
+    }
+
+    public var description: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
 }
 
 /// A duration as the admin wrote it (`15m`), with its length; equal when the lengths are.
