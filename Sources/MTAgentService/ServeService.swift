@@ -16,26 +16,27 @@ import ServiceLifecycle
 public struct ServeAssembly {
     public var server: ServerConfiguration
     public var retentionPath: String
-    public var rpoThreshold: Duration
-    public var retentionWindow: Duration
-    public var spacePolicy: RetentionSpacePolicy
+    public var policy: ServicePolicy
+    /// Reads the configuration again, on SIGHUP.
+    public var reload: @Sendable () -> ConfigReload
     public var root: String
     public var version: String
     /// Where the Prometheus endpoint listens (`host`, `port`); nil for none.
     public var metricsAddress: (host: String, port: Int)?
     public var logger: Logger
 
-    public init(server: ServerConfiguration, retentionPath: String, rpoThreshold: Duration, retentionWindow: Duration,
-                spacePolicy: RetentionSpacePolicy, root: String = "/", version: String,
+    public init(server: ServerConfiguration, retentionPath: String, policy: ServicePolicy,
+                reload: @escaping @Sendable () -> ConfigReload, root: String = "/", version: String,
                 metricsAddress: (host: String, port: Int)? = nil, logger: Logger) {
         self.version = version
         self.metricsAddress = metricsAddress
-        self.server = server; self.retentionPath = retentionPath; self.rpoThreshold = rpoThreshold
-        self.retentionWindow = retentionWindow; self.spacePolicy = spacePolicy; self.root = root; self.logger = logger
+        self.server = server; self.retentionPath = retentionPath; self.policy = policy; self.reload = reload
+        self.root = root; self.logger = logger
     }
 
     public func run() async throws {
         let notifier = SystemdNotifier.fromProcess()
+        let live = LivePolicy(policy)
         let layout = RetentionLayout(retention: retentionPath)
         try makeDirectory(layout.base)
         // One process works on the journals at a time: this service, or a recovery command run
@@ -71,13 +72,14 @@ public struct ServeAssembly {
                 + "it accepts nothing for the group until 'mt-agent commit --group \(group)'")
             logger.notice("replication stopped for failover", metadata: ["group.id": "\(group)", "pairs": "\(stopped)"])
         }
-        let status = StatusReporter(catalog: catalog, layout: layout, version: version, started: .now, rpoThreshold: rpoThreshold,
+        let status = StatusReporter(catalog: catalog, layout: layout, version: version, started: .now, policy: live,
                                     listening: listening, gate: gate, openPairs: { await listener.pairs() })
         var services: [any Service] = [listener, ControlServer(path: layout.controlSocket, handler: ServiceControl(desk: desk, status: status), logger: logger),
-                                       RetentionKeeper(desk: desk, retention: retentionPath, window: retentionWindow, policy: spacePolicy, gate: gate,
+                                       RetentionKeeper(desk: desk, retention: retentionPath, policy: live, gate: gate,
                                                        stopGroup: { group, why in _ = await listener.stop(group: group, code: .retentionFull, message: why) },
                                                        catalog: catalog, logger: logger),
-                                       StoppingNotice(notifier: notifier), RPOMonitor(catalog: catalog, threshold: rpoThreshold, listener: listener, notifier: notifier, logger: logger)]
+                                       StoppingNotice(notifier: notifier), RPOMonitor(catalog: catalog, policy: live, listener: listener, notifier: notifier, logger: logger),
+                                       ReloadOnHangup(policy: live, reload: reload, notifier: notifier, logger: logger)]
         if let usec = notifier.watchdogMicroseconds {
             services.append(WatchdogService(notifier: notifier, interval: .microseconds(Int64(usec / 2))))
         }
@@ -140,7 +142,7 @@ struct WatchdogService: Service {
 /// not an RPO breach).
 struct RPOMonitor: Service {
     let catalog: Catalog
-    let threshold: Duration
+    let policy: LivePolicy
     let listener: ReplicationServer
     let notifier: SystemdNotifier
     let logger: Logger
@@ -159,6 +161,7 @@ struct RPOMonitor: Service {
                 let nowNs = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
                 var newest: [String: UInt64] = [:]
                 for p in points { newest[p.group] = max(newest[p.group] ?? 0, p.sourceTime) }
+                let threshold = policy.current.rpoThreshold
                 let thresholdNs = UInt64(threshold.components.seconds) * 1_000_000_000
                 for group in Set(pairs.map(\.group)) {
                     let members = pairs.filter { $0.group == group }

@@ -47,10 +47,11 @@ final class LabMaster {
 
     /// Starts `mt-agent serve` and waits for its `ready` line (the first start picks a free port
     /// with `--port 0`; restarts reuse it, as senders expect).
-    func start(environment: [String: String] = [:]) throws {
+    /// `logLevel` nil leaves it to the config file.
+    func start(environment: [String: String] = [:], arguments: [String] = [], logLevel: String? = "info") throws {
         let p = Process()
         p.executableURL = URL(fileURLWithPath: binary)
-        p.arguments = ["serve", "--config", config, "--port", "\(port)", "--log-level", "info"]
+        p.arguments = ["serve", "--config", config, "--port", "\(port)"] + (logLevel.map { ["--log-level", $0] } ?? []) + arguments
         var env = ProcessInfo.processInfo.environment
         for (k, v) in environment { env[k] = v }
         p.environment = env

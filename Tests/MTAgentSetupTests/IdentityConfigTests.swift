@@ -108,3 +108,65 @@ struct IdentityConfigTests {
         #expect(root.text(AgentPaths.config) == "port = 10443\nspace_policy = yolo\n")
     }
 }
+
+@Suite("configuration sources")
+struct ConfigSourcesTests {
+    let file = """
+        # admin's file
+        port = 10443
+        rpo_threshold = 10m
+        log_level = notice
+        """
+
+    @Test func strongestSourceWinsKeyByKey() throws {
+        let sources = AgentConfigSources(path: "/etc/mt-agent/mt-agent.conf",
+                                         environment: ["MT_AGENT_RPO_THRESHOLD": "7m", "MT_AGENT_LOG_LEVEL": "debug", "RPO_THRESHOLD": "1s"],
+                                         commandLine: ["rpo_threshold": "5m"])
+        let config = try sources.resolve(fileText: file)
+        #expect(config.rpoThreshold.seconds == 300)  // command line over environment over file
+        #expect(config.logLevel == "debug")  // environment over file
+        #expect(config.port == 10443)  // file over default
+        #expect(config.retentionWindow.seconds == 86400)  // default
+    }
+
+    @Test func everyKeyHasItsEnvironmentVariable() throws {
+        let values: [String: String] = [
+            "listen_address": "::1", "port": "9555", "retention_path": "/srv/ret", "rpo_threshold": "3m",
+            "retention_window": "2d", "app_consistent_frequency": "20m", "space_policy": "stop",
+            "tls_certificate": "/x/cert.pem", "tls_key": "/x/key.pem", "passphrase_key": "/x/pass.key",
+            "metrics_address": "off", "log_level": "error",
+        ]
+        #expect(Set(values.keys) == Set(AgentConfig.keys.map(\.key)))
+        var environment: [String: String] = [:]
+        for (key, value) in values { environment[AgentConfigSources.environmentName(key)] = value }
+        #expect(environment["MT_AGENT_APP_CONSISTENT_FREQUENCY"] == "20m")
+        let config = try AgentConfigSources(environment: environment).resolve(fileText: "")
+        for (key, value) in values { #expect(config.value(of: key) == value, "\(key)") }
+    }
+
+    @Test func aBadValueNamesWhereItCameFrom() {
+        func problem(_ sources: AgentConfigSources, _ text: String) -> String {
+            do { _ = try sources.resolve(fileText: text); return "accepted" } catch { return "\(error)" }
+        }
+        #expect(problem(AgentConfigSources(environment: ["MT_AGENT_SPACE_POLICY": "drop"]), file)
+                == "environment MT_AGENT_SPACE_POLICY: space_policy: \"drop\" is not one of prune-oldest, stop")
+        #expect(problem(AgentConfigSources(environment: [:], commandLine: ["port": "0"]), file)
+                == "--set: port: \"0\" is not a TCP port (1–65535)")
+        #expect(problem(AgentConfigSources(environment: [:], commandLine: ["prot": "1"]), file).hasPrefix("--set: prot: unknown key"))
+        #expect(problem(AgentConfigSources(environment: [:]), file + "\nport = 9443")
+                == "/etc/mt-agent/mt-agent.conf line 5: port: set twice")
+        #expect(problem(AgentConfigSources(environment: [:]), "\n\nretention_window = soon")
+                == "/etc/mt-agent/mt-agent.conf line 3: retention_window: \"soon\" is not a duration (e.g. 30s, 15m, 24h, 7d)")
+        // A bad file value overridden by a good one elsewhere is still a bad file.
+        #expect(problem(AgentConfigSources(environment: ["MT_AGENT_PORT": "9443"]), "port = 0")
+                == "/etc/mt-agent/mt-agent.conf line 1: port: \"0\" is not a TCP port (1–65535)")
+    }
+
+    @Test func changedKeysSplitIntoReloadableAndRestart() throws {
+        let old = try AgentConfig.parse(file)
+        let new = try AgentConfig.parse(file.replacingOccurrences(of: "10443", with: "10444") + "\nspace_policy = stop")
+        #expect(old.changedKeys(to: new) == ["port", "space_policy"])
+        #expect(old.changedKeys(to: new).filter(AgentConfig.reloadableKeys.contains) == ["space_policy"])
+        #expect(old.changedKeys(to: old).isEmpty)
+    }
+}

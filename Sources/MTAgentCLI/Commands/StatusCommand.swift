@@ -42,6 +42,9 @@ struct StatusCommand: AsyncParsableCommand {
         } else {
             print("mt-agent \(status.version): running (pid \(status.pid)) for \(Int(status.uptimeSeconds)) s, listening on \(status.listening)")
             print("retention \(status.retention): \(bytesText(status.retentionFreeBytes)) free, reserve \(bytesText(status.retentionReserveBytes))")
+            let s = status.settings
+            print("settings: rpo_threshold \(s.rpoThresholdSeconds) s, retention_window \(s.retentionWindowSeconds) s, "
+                  + "space_policy \(s.spacePolicy), log_level \(s.logLevel)")
             for g in status.groups {
                 var line = "\ngroup \(g.group): \(g.points) point\(g.points == 1 ? "" : "s")"
                 if let oldest = g.oldestPoint, let newest = g.newestPoint { line += " (\(oldest) … \(newest))" }

@@ -20,6 +20,13 @@ public struct SystemdNotifier: Sendable {
         return SystemdNotifier(environment: env)
     }
 
+    /// CLOCK_MONOTONIC in microseconds, as `RELOADING=1` wants it in `MONOTONIC_USEC=`.
+    public static func monotonicMicroseconds() -> UInt64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return UInt64(now.tv_sec) * 1_000_000 + UInt64(now.tv_nsec) / 1000
+    }
+
     /// Sends `state` (e.g. "READY=1\nSTATUS=listening"). Returns false when it could not be sent.
     @discardableResult
     public func notify(_ state: String) -> Bool {

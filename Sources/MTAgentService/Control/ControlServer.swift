@@ -66,7 +66,9 @@ public struct ControlServer: Service {
                 try await outbound.write(encode(ControlEvent(error: "the control request is not valid JSON: \(error)")))
                 return
             }
-            logger.info("control request", metadata: ["command": "\(request.command.rawValue)", "group.id": "\(request.group ?? "-")"])
+            // Status is polled by scripts and monitoring: only at debug, so it never floods the journal.
+            logger.log(level: request.command == .status ? .debug : .info, "control request",
+                       metadata: ["command": "\(request.command.rawValue)", "group.id": "\(request.group ?? "-")"])
             let (stream, continuation) = AsyncStream<ControlEvent>.makeStream()
             let writer = Task {
                 for await event in stream { try? await outbound.write(encode(event)) }

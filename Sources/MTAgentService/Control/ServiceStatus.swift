@@ -31,6 +31,15 @@ public struct ServiceStatus: Sendable, Codable, Equatable {
         public var rpoThresholdSeconds: Int
         @Nullable public var failover: FailoverState? = nil
     }
+    /// The settings the service runs with now (a SIGHUP reload may have changed them).
+    public struct Settings: Sendable, Codable, Equatable {
+        public var rpoThresholdSeconds: Int
+        public var retentionWindowSeconds: Int
+        public var spacePolicy: String
+        public var logLevel: String
+        /// Keys changed in the configuration since the start that only a restart applies.
+        public var restartNeeded: [String]
+    }
     public struct Problem: Sendable, Codable, Equatable {
         public var message: String
         public var fix: String
@@ -44,6 +53,7 @@ public struct ServiceStatus: Sendable, Codable, Equatable {
     public var retention: String
     public var retentionFreeBytes: UInt64
     public var retentionReserveBytes: UInt64
+    public var settings: Settings
     public var groups: [Group]
     public var problems: [Problem]
 }
@@ -54,7 +64,7 @@ struct StatusReporter: Sendable {
     let layout: RetentionLayout
     let version: String
     let started: ContinuousClock.Instant
-    let rpoThreshold: Duration
+    let policy: LivePolicy
     let listening: NIOLockedValueBox<String>
     let gate: SpaceGate
     let openPairs: @Sendable () async -> [(pairID: String, group: String, status: ReplicaStatus)]
@@ -67,8 +77,14 @@ struct StatusReporter: Sendable {
         let free = (try? availableBytes(layout.retention)) ?? 0
         let allPairs = try catalog.pairs()
         let reserve = RetentionRules.requiredFreeBytes(pairs: allPairs.count)
-        let threshold = Int(rpoThreshold.components.seconds)
+        let policy = policy.current
+        let threshold = Int(policy.rpoThreshold.components.seconds)
         var problems: [ServiceStatus.Problem] = []
+        let restartNeeded = self.policy.restartNeeded
+        if !restartNeeded.isEmpty {
+            problems.append(.init(message: "configuration changed: \(restartNeeded.joined(separator: ", ")) only apply after a restart",
+                                  fix: "systemctl restart mt-agent (senders reconnect and resume)"))
+        }
         if let reason = gate.reason {
             problems.append(.init(message: reason, fix: "free space on the retention volume or grow it; then restart the senders"))
         } else if free < reserve {
@@ -114,7 +130,11 @@ struct StatusReporter: Sendable {
         return ServiceStatus(
             running: true, version: version, pid: getpid(), uptimeSeconds: (ContinuousClock.now - started).seconds,
             listening: listening.withLockedValue { $0 }, retention: layout.retention, retentionFreeBytes: free,
-            retentionReserveBytes: reserve, groups: groups, problems: problems)
+            retentionReserveBytes: reserve,
+            settings: .init(rpoThresholdSeconds: threshold, retentionWindowSeconds: Int(policy.retentionWindow.components.seconds),
+                            spacePolicy: policy.spacePolicy == .stop ? "stop" : "prune-oldest", logLevel: policy.logLevel.rawValue,
+                            restartNeeded: restartNeeded),
+            groups: groups, problems: problems)
     }
 }
 

@@ -26,14 +26,14 @@ public final class SpaceGate: Sendable {
 struct RetentionKeeper: Service {
     let desk: RecoveryDesk
     let retention: String
-    let window: Duration
-    let policy: RetentionSpacePolicy
+    /// `retention_window` and `space_policy`, read at every pass (SIGHUP may change them).
+    let policy: LivePolicy
     let gate: SpaceGate
     let stopGroup: @Sendable (String, String) async -> Void
     let catalog: Catalog
     let logger: Logger
 
-    var interval: Duration { min(.seconds(10), max(.seconds(1), window / 4)) }
+    var interval: Duration { min(.seconds(10), max(.seconds(1), policy.current.retentionWindow / 4)) }
 
     func run() async throws {
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -43,6 +43,8 @@ struct RetentionKeeper: Service {
     }
 
     func pass() async {
+        let window = policy.current.retentionWindow
+        let policy = policy.current.spacePolicy
         do {
             let pairs = try catalog.pairs().count
             let reserve = RetentionRules.requiredFreeBytes(pairs: pairs)

@@ -57,7 +57,7 @@ public struct AgentConfig: Sendable, Equatable {
     /// The log levels `log_level` accepts, as swift-log names them.
     public static let logLevels = ["trace", "debug", "info", "notice", "warning", "error", "critical"]
 
-    private func value(of key: String) -> String {
+    public func value(of key: String) -> String {
         switch key {
         case "listen_address": listenAddress
         case "port": String(port)
@@ -89,10 +89,16 @@ public struct AgentConfig: Sendable, Equatable {
         return out
     }
 
-    /// Parses the file; `path` only names the file in errors.
-    public static func parse(_ text: String, path: String = AgentPaths.config) throws -> AgentConfig {
-        var config = AgentConfig()
-        var seen: Set<String> = []
+    /// One `key = value` line of the file.
+    struct Line {
+        var key: String
+        var value: String
+        var number: Int
+    }
+
+    /// The file's settings, checked for form only: `key = value`, known keys, each set once.
+    static func lines(_ text: String, path: String) throws -> [Line] {
+        var out: [Line] = []
         for (index, raw) in text.split(separator: "\n", omittingEmptySubsequences: false).enumerated() {
             let line = String(raw).trimmingWhitespace()
             if line.isEmpty || line.hasPrefix("#") { continue }
@@ -105,67 +111,79 @@ public struct AgentConfig: Sendable, Equatable {
             }
             let key = String(line[..<eq]).trimmingWhitespace()
             let value = String(line[line.index(after: eq)...]).trimmingWhitespace()
-            guard Self.keys.contains(where: { $0.key == key }) else {
-                throw fail(key, "unknown key (known: \(Self.keys.map(\.key).joined(separator: ", ")))")
-            }
-            guard seen.insert(key).inserted else { throw fail(key, "set twice") }
-            guard !value.isEmpty else { throw fail(key, "no value") }
-            switch key {
-            case "listen_address":
-                guard isIPAddress(value) else { throw fail(key, "\"\(value)\" is not an IPv4 or IPv6 address") }
-                config.listenAddress = value
-            case "port":
-                guard let port = Int(value), (1...65535).contains(port) else {
-                    throw fail(key, "\"\(value)\" is not a TCP port (1–65535)")
-                }
-                config.port = port
-            case "rpo_threshold", "retention_window", "app_consistent_frequency":
-                guard let duration = ConfigDuration(value), duration.seconds > 0 else {
-                    throw fail(key, "\"\(value)\" is not a duration (e.g. 30s, 15m, 24h, 7d)")
-                }
-                switch key {
-                case "rpo_threshold": config.rpoThreshold = duration
-                case "retention_window": config.retentionWindow = duration
-                default: config.appConsistentFrequency = duration
-                }
-            case "metrics_address":
-                if value == "off" {
-                    config.metricsAddress = nil
-                } else {
-                    guard let address = HostPort(value) else {
-                        throw fail(key, "\"\(value)\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off")
-                    }
-                    config.metricsAddress = address
-                }
-            case "log_level":
-                guard logLevels.contains(value) else {
-                    throw fail(key, "\"\(value)\" is not one of \(logLevels.joined(separator: ", "))")
-                }
-                config.logLevel = value
-            case "space_policy":
-                guard let policy = SpacePolicy(rawValue: value) else {
-                    throw fail(key, "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))")
-                }
-                config.spacePolicy = policy
-            default:  // paths
-                guard value.hasPrefix("/") else { throw fail(key, "\"\(value)\" is not an absolute path") }
-                switch key {
-                case "retention_path": config.retentionPath = value
-                case "tls_certificate": config.tlsCertificate = value
-                case "tls_key": config.tlsKey = value
-                default: config.passphraseKey = value
-                }
+            if let problem = unknownKey(key) { throw fail(key, problem) }
+            guard !out.contains(where: { $0.key == key }) else { throw fail(key, "set twice") }
+            out.append(Line(key: key, value: value, number: number))
+        }
+        return out
+    }
+
+    /// Nil for a key the file may set.
+    static func unknownKey(_ key: String) -> String? {
+        keys.contains(where: { $0.key == key }) ? nil : "unknown key (known: \(keys.map(\.key).joined(separator: ", ")))"
+    }
+
+    /// Parses the file; `path` only names the file in errors.
+    public static func parse(_ text: String, path: String = AgentPaths.config) throws -> AgentConfig {
+        var config = AgentConfig()
+        for line in try lines(text, path: path) {
+            if let problem = config.set(line.key, line.value) {
+                throw AgentConfigError(path: path, line: line.number, key: line.key, problem: problem)
             }
         }
         return config
     }
 
-    /// Reads and parses the config under the system root.
-    public static func load(from system: SystemFiles, path: String = AgentPaths.config) throws -> AgentConfig {
-        guard let bytes = system.read(path) else {
-            throw AgentConfigError(path: path, line: nil, key: nil, problem: "missing or unreadable; run `mt-agent setup` to write it")
+    /// Sets a known key from its text; returns the problem when the text is not a valid value.
+    mutating func set(_ key: String, _ value: String) -> String? {
+        guard !value.isEmpty else { return "no value" }
+        switch key {
+        case "listen_address":
+            guard Self.isIPAddress(value) else { return "\"\(value)\" is not an IPv4 or IPv6 address" }
+            listenAddress = value
+        case "port":
+            guard let port = Int(value), (1...65535).contains(port) else {
+                return "\"\(value)\" is not a TCP port (1–65535)"
+            }
+            self.port = port
+        case "rpo_threshold", "retention_window", "app_consistent_frequency":
+            guard let duration = ConfigDuration(value), duration.seconds > 0 else {
+                return "\"\(value)\" is not a duration (e.g. 30s, 15m, 24h, 7d)"
+            }
+            switch key {
+            case "rpo_threshold": rpoThreshold = duration
+            case "retention_window": retentionWindow = duration
+            default: appConsistentFrequency = duration
+            }
+        case "metrics_address":
+            if value == "off" {
+                metricsAddress = nil
+            } else {
+                guard let address = HostPort(value) else {
+                    return "\"\(value)\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"
+                }
+                metricsAddress = address
+            }
+        case "log_level":
+            guard Self.logLevels.contains(value) else {
+                return "\"\(value)\" is not one of \(Self.logLevels.joined(separator: ", "))"
+            }
+            logLevel = value
+        case "space_policy":
+            guard let policy = SpacePolicy(rawValue: value) else {
+                return "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
+            }
+            spacePolicy = policy
+        default:  // paths
+            guard value.hasPrefix("/") else { return "\"\(value)\" is not an absolute path" }
+            switch key {
+            case "retention_path": retentionPath = value
+            case "tls_certificate": tlsCertificate = value
+            case "tls_key": tlsKey = value
+            default: passphraseKey = value
+            }
         }
-        return try parse(String(decoding: bytes, as: UTF8.self), path: path)
+        return nil
     }
 
     static func isIPAddress(_ s: String) -> Bool {
