@@ -5,16 +5,20 @@ import ServiceLifecycle
 import UnixSignals
 
 /// The settings a running service can change without a restart (config keys `rpo_threshold`,
-/// `retention_window`, `space_policy`, `log_level`).
+/// `retention_window`, `app_consistent_frequency`, `space_policy`, `log_level`).
 public struct ServicePolicy: Sendable, Equatable {
     public var rpoThreshold: Duration
     public var retentionWindow: Duration
+    /// A group whose newest app-consistent point is older than this is reported.
+    public var appConsistentFrequency: Duration
     public var spacePolicy: RetentionSpacePolicy
     public var logLevel: Logger.Level
 
-    public init(rpoThreshold: Duration, retentionWindow: Duration, spacePolicy: RetentionSpacePolicy, logLevel: Logger.Level) {
+    public init(rpoThreshold: Duration, retentionWindow: Duration, appConsistentFrequency: Duration,
+                spacePolicy: RetentionSpacePolicy, logLevel: Logger.Level) {
         self.rpoThreshold = rpoThreshold
         self.retentionWindow = retentionWindow
+        self.appConsistentFrequency = appConsistentFrequency
         self.spacePolicy = spacePolicy
         self.logLevel = logLevel
     }

@@ -8,7 +8,8 @@ import Testing
 struct ServiceConfigEndToEndTests {
     struct Status: Decodable {
         struct Settings: Decodable {
-            var rpoThresholdSeconds: Int; var retentionWindowSeconds: Int; var spacePolicy: String; var logLevel: String
+            var rpoThresholdSeconds: Int; var retentionWindowSeconds: Int; var appConsistentFrequencySeconds: Int
+            var spacePolicy: String; var logLevel: String
             var restartNeeded: [String]
         }
         struct Problem: Decodable { var message: String; var fix: String }
@@ -116,6 +117,31 @@ struct ServiceConfigEndToEndTests {
         try edit(lab, ["rpo_threshold": "2m"])
         let again = try hangup(lab, expect: "configuration reloaded")
         #expect(again.contains("applied=\"nothing changed\"") || again.contains("applied=nothing changed"), "\(again)")
+        #expect(lab.stop() == 0)
+    }
+
+    /// app_consistent_frequency: a group whose newest app-consistent point is older is a problem
+    /// in status; the key is reloaded by SIGHUP.
+    @Test func aStaleAppConsistentPointIsAProblem() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        try edit(lab, ["app_consistent_frequency": "1h"])
+        // Three points, the newest of them app-consistent, all with source time now.
+        _ = try RecoveryEndToEndTests.replicated(lab, size: 4 * RecoveryEndToEndTests.mib, writes: 120, lengths: [4096], seed: 11)
+        let fresh = try status(lab)
+        #expect(fresh.settings.appConsistentFrequencySeconds == 3600)
+        #expect(!fresh.problems.contains { $0.message.contains("app-consistent") }, "\(fresh.problems)")
+
+        try edit(lab, ["app_consistent_frequency": "1s"])
+        let reloaded = try hangup(lab, expect: "configuration reloaded")
+        #expect(reloaded.contains("applied=app_consistent_frequency"), "\(reloaded)")
+        usleep(2_100_000)
+        let stale = try status(lab)
+        #expect(stale.settings.appConsistentFrequencySeconds == 1)
+        let problem = try #require(stale.problems.first { $0.message.contains("app-consistent") })
+        #expect(problem.message.hasPrefix("group g1: newest app-consistent point is ") && problem.message.hasSuffix("over app_consistent_frequency 1 s"))
+        #expect(problem.fix.contains("--app-tag"))
+        #expect(try mtAgent(["status", "--config", lab.config]).status == 1)
         #expect(lab.stop() == 0)
     }
 }

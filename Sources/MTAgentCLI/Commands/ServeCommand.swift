@@ -121,6 +121,6 @@ final class ConfigReloader: Sendable {
 extension AgentConfig {
     var servicePolicy: ServicePolicy {
         ServicePolicy(rpoThreshold: .seconds(rpoThreshold.seconds), retentionWindow: .seconds(retentionWindow.seconds),
-                      spacePolicy: spacePolicy == .stop ? .stop : .pruneOldest, logLevel: Logger.Level(rawValue: logLevel) ?? .info)
+                      appConsistentFrequency: .seconds(appConsistentFrequency.seconds), spacePolicy: spacePolicy == .stop ? .stop : .pruneOldest, logLevel: Logger.Level(rawValue: logLevel) ?? .info)
     }
 }

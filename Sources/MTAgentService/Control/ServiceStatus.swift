@@ -35,6 +35,7 @@ public struct ServiceStatus: Sendable, Codable, Equatable {
     public struct Settings: Sendable, Codable, Equatable {
         public var rpoThresholdSeconds: Int
         public var retentionWindowSeconds: Int
+        public var appConsistentFrequencySeconds: Int
         public var spacePolicy: String
         public var logLevel: String
         /// Keys changed in the configuration since the start that only a restart applies.
@@ -113,6 +114,18 @@ struct StatusReporter: Sendable {
                     problems.append(.init(message: "group \(group): newest recovery point is \(Int(lag)) s old, over the RPO threshold of \(threshold) s",
                                           fix: "check that its sender runs and tags (mt-agent send follow), and the network to it"))
                 }
+                // App-consistent points are expected every app_consistent_frequency, counted from the
+                // newest one, or from the group's oldest point when it never had one.
+                let frequency = Int(policy.appConsistentFrequency.components.seconds)
+                let newestApp = points.filter { $0.kind == .app }.map(\.sourceTime).max()
+                if let since = newestApp ?? points.map(\.sourceTime).min(), nowNs > since, Int((nowNs - since) / 1_000_000_000) > frequency {
+                    let age = Int((nowNs - since) / 1_000_000_000)
+                    problems.append(.init(
+                        message: newestApp == nil
+                            ? "group \(group): no app-consistent point in \(age) s of points, over app_consistent_frequency \(frequency) s"
+                            : "group \(group): newest app-consistent point is \(age) s old, over app_consistent_frequency \(frequency) s",
+                        fix: "check the sender's app tags (mt-agent send follow --app-tag NAME --freeze MOUNT) and that the application can be frozen"))
+                }
                 for p in pairs where p.state == PairState.resyncRequired.rawValue {
                     problems.append(.init(message: "pair \(p.pair) of group \(group) needs a resync: \(p.reason ?? "")",
                                           fix: "run the sender again; it resyncs the pair (mt-agent send resync)"))
@@ -132,6 +145,7 @@ struct StatusReporter: Sendable {
             listening: listening.withLockedValue { $0 }, retention: layout.retention, retentionFreeBytes: free,
             retentionReserveBytes: reserve,
             settings: .init(rpoThresholdSeconds: threshold, retentionWindowSeconds: Int(policy.retentionWindow.components.seconds),
+                            appConsistentFrequencySeconds: Int(policy.appConsistentFrequency.components.seconds),
                             spacePolicy: policy.spacePolicy == .stop ? "stop" : "prune-oldest", logLevel: policy.logLevel.rawValue,
                             restartNeeded: restartNeeded),
             groups: groups, problems: problems)
