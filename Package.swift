@@ -17,6 +17,8 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/swift-server/swift-service-lifecycle", from: "2.13.0"),
+        .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // Entry point only: everything it does lives in MTAgentCLI.
@@ -38,6 +40,8 @@ let package = Package(
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
             ],
             plugins: ["BuildInfo"]
         ),
@@ -84,7 +88,8 @@ let package = Package(
             ]
         ),
         // `mt-agent serve` assembled: the store that checks target rules and feeds the journal,
-        // the ServiceGroup with sd_notify, the watchdog and the RPO monitor.
+        // the ServiceGroup with sd_notify, the watchdog, the RPO monitor and the metrics endpoint
+        // (swift-metrics at the event sites; the executable bootstraps the Prometheus backend).
         .target(
             name: "MTAgentService",
             dependencies: [
@@ -93,8 +98,10 @@ let package = Package(
                 "MTAgentJournal",
                 "MTAgentReplication",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOHTTP1", package: "swift-nio"),
                 .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
@@ -106,6 +113,7 @@ let package = Package(
             dependencies: [
                 "MTAgentCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
@@ -169,6 +177,9 @@ let package = Package(
             dependencies: [
                 "MTAgentService", "MTAgentJournal", "MTAgentCore",
                 .product(name: "Logging", package: "swift-log"),
+                .product(name: "Metrics", package: "swift-metrics"),
+                .product(name: "Prometheus", package: "swift-prometheus"),
+                .product(name: "ServiceLifecycle", package: "swift-service-lifecycle"),
             ]
         ),
         .testTarget(
