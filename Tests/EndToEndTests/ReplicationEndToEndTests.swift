@@ -388,17 +388,9 @@ extension ReplicationLifecycleEndToEndTests {
         let lab = try LabMaster()
         defer { lab.remove() }
         // Another program holds the port.
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(holder) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
-        }
-        #expect(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let holder = try LoopbackListener()
+        defer { holder.close() }  // also keeps it open until then
+        let port = holder.port
         let second = try Background(["serve", "--config", lab.config, "--port", "\(port)"], stderrPath: lab.directory.path + "/second.err")
         var waited = 0
         while second.process.isRunning && waited < 200 {
