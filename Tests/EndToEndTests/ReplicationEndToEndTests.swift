@@ -331,7 +331,8 @@ struct ReplicationLifecycleEndToEndTests {
     }
 
     @Test func aGroupWithoutAFreshRecoveryPointIsAnRPOWarning() throws {
-        let lab = try LabMaster()
+        let metricsPort = try LoopbackListener().freePort()
+        let lab = try LabMaster(metricsAddress: "127.0.0.1:\(metricsPort)")
         defer { lab.remove() }
         var config = try String(contentsOfFile: lab.config, encoding: .utf8)
         config = config.replacingOccurrences(of: "rpo_threshold = 15m", with: "rpo_threshold = 2s")
@@ -353,6 +354,9 @@ struct ReplicationLifecycleEndToEndTests {
         }
         #expect(warned, "no RPO warning within 30 s at a 2 s threshold")
         #expect(lab.log.contains("rpo.threshold_seconds=2"))
+        // The warning is counted once: the group stays over the threshold, it does not cross it again.
+        let scrape = Exposition(try HTTPExchange(port: metricsPort, method: "GET", path: "/metrics").body)
+        #expect(scrape[#"mt_agent_rpo_violations_total{group="g1"}"#] == 1, "\(scrape.samples)")
     }
 }
 
