@@ -1,5 +1,6 @@
 import Foundation
 import Logging
+import Metrics
 import MTAgentCore
 import MTAgentJournal
 import MTAgentLinux
@@ -82,7 +83,7 @@ public final class JournalStore: ReplicaStore {
         do {
             let applier = try PairApplier.open(pair: info, targetPath: path, journalRoot: journalRoot, catalog: catalog,
                                                logger: pairLogger, segmentLimit: segmentLimit)
-            return JournalPair(applier: applier)
+            return JournalPair(applier: applier, metrics: AppliedMetrics(pairID: pairID, group: group))
         } catch {
             throw StoreRefusal(.ioError, "cannot open pair \(pairID) on \(path): \(error)")
         }
@@ -98,14 +99,28 @@ extension JournalStore {
     }
 }
 
+/// A pair's writes made durable on its target (docs/metrics.md), created once per open pair.
+struct AppliedMetrics: Sendable {
+    let bytes: Counter
+    let writes: Counter
+
+    init(pairID: String, group: String, factory: any MetricsFactory = MetricsSystem.factory) {
+        let labels = [("pair", pairID), ("group", group)]
+        bytes = Counter(label: "mt_agent_applied_bytes_total", dimensions: labels, factory: factory)
+        writes = Counter(label: "mt_agent_applied_writes_total", dimensions: labels, factory: factory)
+    }
+}
+
 /// One pair over its applier. The server calls `apply`, `requireResync`, `chunkHashes` one at a
 /// time (on the thread pool); `status` may be read from anywhere, so it is kept in a lock.
 final class JournalPair: ReplicaPair {
     let applier: PairApplier
+    let metrics: AppliedMetrics
     private let current: NIOLockedValueBox<ReplicaStatus>
 
-    init(applier: PairApplier) {
+    init(applier: PairApplier, metrics: AppliedMetrics) {
         self.applier = applier
+        self.metrics = metrics
         current = NIOLockedValueBox(Self.status(of: applier))
     }
 
@@ -118,14 +133,33 @@ final class JournalPair: ReplicaPair {
     func apply(_ ops: [PairOp]) throws -> ApplyResult {
         // The first refusal is reported; the driver sends one PAIR_ERROR per resync episode.
         var refusal: ApplyResult.Refusal?
+        // The writes queued (not duplicates, not refused): applied once their seq is durable.
+        var queued: [(seq: UInt64, bytes: Int)] = []
         for op in ops {
             switch applier.accept(op) {
             case .refused(let reason) where refusal == nil:
                 refusal = ApplyResult.Refusal(kind: Self.kind(of: reason), message: reason)
             case .queued:
-                if case .resyncBegin = op { refusal = nil }
+                switch op {
+                case .resyncBegin: refusal = nil
+                case .write(let seq, _, let data): queued.append((seq, data.count))
+                default: break
+                }
             default:
                 break
+            }
+        }
+        defer {
+            // Also after a failed commit: the batches before the failure are on the target.
+            var bytes = 0
+            var writes = 0
+            for w in queued where w.seq <= applier.durableSeq {
+                bytes += w.bytes
+                writes += 1
+            }
+            if writes > 0 {
+                metrics.writes.increment(by: writes)
+                metrics.bytes.increment(by: bytes)
             }
         }
         let outcome = try applier.commit()

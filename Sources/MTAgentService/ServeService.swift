@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Logging
+import Metrics
 import MTAgentCore
 import MTAgentJournal
 import MTAgentLinux
@@ -23,13 +24,18 @@ public struct ServeAssembly {
     public var version: String
     /// Where the Prometheus endpoint listens (`host`, `port`); nil for none.
     public var metricsAddress: (host: String, port: Int)?
+    /// What the endpoint serves: the text exposition of the metrics backend the executable
+    /// bootstrapped (the library only emits through swift-metrics).
+    public var metricsExposition: @Sendable () -> [UInt8]
     public var logger: Logger
 
     public init(server: ServerConfiguration, retentionPath: String, policy: ServicePolicy,
                 reload: @escaping @Sendable () -> ConfigReload, root: String = "/", version: String,
-                metricsAddress: (host: String, port: Int)? = nil, logger: Logger) {
+                metricsAddress: (host: String, port: Int)? = nil, metricsExposition: @escaping @Sendable () -> [UInt8] = { [] },
+                logger: Logger) {
         self.version = version
         self.metricsAddress = metricsAddress
+        self.metricsExposition = metricsExposition
         self.server = server; self.retentionPath = retentionPath; self.policy = policy; self.reload = reload
         self.root = root; self.logger = logger
     }
@@ -74,6 +80,24 @@ public struct ServeAssembly {
         }
         let status = StatusReporter(catalog: catalog, layout: layout, version: version, started: .now, policy: live,
                                     listening: listening, gate: gate, openPairs: { await listener.pairs() })
+        // Bound before anything runs: a taken port stops serve before it accepts a sender.
+        var metrics: MetricsEndpoint?
+        if let address = metricsAddress {
+            let (gauges, render) = (StatusGauges(), metricsExposition)
+            do {
+                metrics = try await MetricsEndpoint.bind(host: address.host, port: address.port, exposition: {
+                    do {
+                        gauges.update(from: try await status.report())
+                    } catch {
+                        logger.warning("metrics: cannot gather the service status", metadata: ["error": "\(error)"])
+                    }
+                    return render()
+                }, logger: logger)
+            } catch {
+                try? await pool.shutdownGracefully()
+                throw error
+            }
+        }
         var services: [any Service] = [listener, ControlServer(path: layout.controlSocket, handler: ServiceControl(desk: desk, status: status), logger: logger),
                                        RetentionKeeper(desk: desk, retention: retentionPath, policy: live, gate: gate,
                                                        stopGroup: { group, why in _ = await listener.stop(group: group, code: .retentionFull, message: why) },
@@ -83,6 +107,8 @@ public struct ServeAssembly {
         if let usec = notifier.watchdogMicroseconds {
             services.append(WatchdogService(notifier: notifier, interval: .microseconds(Int64(usec / 2))))
         }
+        // First in the group, so shut down last: scrapes still answer while the listener drains.
+        if let metrics { services.insert(metrics, at: 0) }
         let group = ServiceGroup(configuration: .init(
             services: services.map { .init(service: $0, successTerminationBehavior: .gracefullyShutdownGroup) },
             gracefulShutdownSignals: [.sigterm, .sigint],
@@ -150,6 +176,9 @@ struct RPOMonitor: Service {
     func run() async throws {
         var warned: Set<String> = []
         var syncedSince: [String: UInt64] = [:]
+        // Per group, created when the group is first seen so its series starts at 0.
+        var violations: [String: Counter] = [:]
+        let failures = ServerMetrics.errorCounter(kind: "rpo-check")
         // Cancelled too when another service of the group fails (say the port is taken): without
         // that check the swallowed CancellationError of the sleep made this loop spin.
         while !Task.isShuttingDownGracefully && !Task.isCancelled {
@@ -164,6 +193,8 @@ struct RPOMonitor: Service {
                 let threshold = policy.current.rpoThreshold
                 let thresholdNs = UInt64(threshold.components.seconds) * 1_000_000_000
                 for group in Set(pairs.map(\.group)) {
+                    let violated = violations[group] ?? Counter(label: "mt_agent_rpo_violations_total", dimensions: [("group", group)])
+                    violations[group] = violated
                     let members = pairs.filter { $0.group == group }
                     if members.allSatisfy({ $0.status.state == .inSync }) {
                         syncedSince[group] = syncedSince[group] ?? nowNs
@@ -174,6 +205,7 @@ struct RPOMonitor: Service {
                     let lag: UInt64? = newest[group].map { nowNs > $0 ? nowNs - $0 : 0 }
                     if nowNs > since, nowNs - since > thresholdNs {
                         if !warned.contains(group) {
+                            violated.increment()
                             logger.warning("RPO threshold crossed", metadata: [
                                 "group.id": "\(group)",
                                 "rpo.lag_seconds": "\(lag.map { "\($0 / 1_000_000_000)" } ?? "no recovery point yet")",
@@ -188,6 +220,7 @@ struct RPOMonitor: Service {
                 let inSync = pairs.filter { $0.status.state == .inSync }.count
                 notifier.notify("STATUS=\(pairs.count) pairs open, \(inSync) in sync, \(points.count) recovery points")
             } catch {
+                failures.increment()
                 logger.error("RPO check failed", metadata: ["error": "\(error)"])
             }
             try? await cancelWhenGracefulShutdown { try await Task.sleep(for: .seconds(10)) }

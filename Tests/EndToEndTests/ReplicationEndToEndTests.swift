@@ -331,7 +331,8 @@ struct ReplicationLifecycleEndToEndTests {
     }
 
     @Test func aGroupWithoutAFreshRecoveryPointIsAnRPOWarning() throws {
-        let lab = try LabMaster()
+        let metricsPort = try LoopbackListener().freePort()
+        let lab = try LabMaster(metricsAddress: "127.0.0.1:\(metricsPort)")
         defer { lab.remove() }
         var config = try String(contentsOfFile: lab.config, encoding: .utf8)
         config = config.replacingOccurrences(of: "rpo_threshold = 15m", with: "rpo_threshold = 2s")
@@ -353,6 +354,9 @@ struct ReplicationLifecycleEndToEndTests {
         }
         #expect(warned, "no RPO warning within 30 s at a 2 s threshold")
         #expect(lab.log.contains("rpo.threshold_seconds=2"))
+        // The warning is counted once: the group stays over the threshold, it does not cross it again.
+        let scrape = Exposition(try HTTPExchange(port: metricsPort, method: "GET", path: "/metrics").body)
+        #expect(scrape[#"mt_agent_rpo_violations_total{group="g1"}"#] == 1, "\(scrape.samples)")
     }
 }
 
@@ -388,17 +392,9 @@ extension ReplicationLifecycleEndToEndTests {
         let lab = try LabMaster()
         defer { lab.remove() }
         // Another program holds the port.
-        let holder = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(holder) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafeMutablePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(holder, $0, length) == 0 && listen(holder, 1) == 0 && getsockname(holder, $0, &length) == 0 }
-        }
-        #expect(bound)
-        let port = Int(UInt16(bigEndian: address.sin_port))
+        let holder = try LoopbackListener()
+        defer { holder.close() }  // also keeps it open until then
+        let port = holder.port
         let second = try Background(["serve", "--config", lab.config, "--port", "\(port)"], stderrPath: lab.directory.path + "/second.err")
         var waited = 0
         while second.process.isRunning && waited < 200 {

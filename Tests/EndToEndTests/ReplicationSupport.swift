@@ -18,7 +18,8 @@ final class LabMaster {
     private var server: Process?
     private var targets: [(device: String, image: String)] = []
 
-    init(retentionMiB: Int = 2048) throws {
+    /// `metricsAddress`: where serve's Prometheus endpoint listens; off (lab init's default) without it.
+    init(retentionMiB: Int = 2048, metricsAddress: String? = nil) throws {
         retention = try LoopVolume(sizeMiB: retentionMiB)
         directory = try temporaryDirectory()
         passphraseFile = directory.appendingPathComponent("pass").path
@@ -27,8 +28,14 @@ final class LabMaster {
         config = directory.appendingPathComponent("mt/mt-agent.conf").path
         serveLog = directory.appendingPathComponent("serve.log").path
         let r = try mtAgent(["lab", "init", directory.appendingPathComponent("mt").path, "--passphrase-file", passphraseFile,
-                             "--retention", retention.mountPoint, "--port", "9443", "--fast-kdf"])
-        guard r.status == 0 else { throw LabError("lab init failed: \(r.stderr)") }
+                             "--retention", retention.mountPoint, "--port", "9443", "--fast-kdf"]
+                            + (metricsAddress.map { ["--metrics-address", $0] } ?? []))
+        guard r.status == 0 else {
+            // No remove() will be called for a lab that was never made: undo the volume here.
+            retention.remove()
+            try? FileManager.default.removeItem(at: directory)
+            throw LabError("lab init failed: \(r.stderr)")
+        }
         fingerprint = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 

@@ -1,10 +1,12 @@
 import ArgumentParser
 import Logging
+import Metrics
 import MTAgentLinux
 import MTAgentReplication
 import MTAgentService
 import MTAgentSetup
 import NIOCore
+import Prometheus
 import Synchronization
 
 /// `mt-agent serve`: the replication service (normally run by systemd as mt-agent.service).
@@ -14,7 +16,8 @@ struct ServeCommand: AsyncParsableCommand {
         abstract: "Run the replication service: receive replicated blocks, apply them, keep the journal and recovery points.",
         discussion: """
             Reads the configuration that 'mt-agent setup' wrote, refuses to start when the retention \
-            volume fails 'mt-agent check retention', and listens for senders on TLS port 9443. \
+            volume fails 'mt-agent check retention', listens for senders on TLS port 9443 and serves \
+            Prometheus metrics at http://METRICS_ADDRESS/metrics (metrics_address, 127.0.0.1:9464 by default). \
             SIGTERM stops it gracefully: no new connections, writes in flight made durable and acked. \
             SIGHUP (systemctl reload mt-agent) reads the configuration again: rpo_threshold, \
             retention_window, app_consistent_frequency, space_policy and log_level apply at once, other \
@@ -75,12 +78,20 @@ struct ServeCommand: AsyncParsableCommand {
                                            r: UInt32(key.parameters.r), p: UInt32(key.parameters.p)),
             serverName: HostIdentity.hostname(files))
         logger.info("starting", metadata: ["retention": "\(agent.retentionPath)", "fingerprint": "\(identity.fingerprint)"])
+        // The one place the metrics backend is chosen; without an endpoint nothing is collected.
+        var exposition: @Sendable () -> [UInt8] = { [] }
+        if agent.metricsAddress != nil {
+            let registry = PrometheusCollectorRegistry()
+            MetricsSystem.bootstrap(PrometheusMetricsFactory(registry: registry))
+            exposition = { registry.emitToBuffer() }
+        }
         do {
             try await ServeAssembly(server: server, retentionPath: agent.retentionPath,
                                     policy: agent.servicePolicy,
                                     reload: ConfigReloader(sources: sources, started: agent, files: files).reload,
                                     version: MTAgentVersion.string,
-                                    metricsAddress: agent.metricsAddress.map { ($0.host, $0.port) }, logger: logger).run()
+                                    metricsAddress: agent.metricsAddress.map { ($0.host, $0.port) }, metricsExposition: exposition,
+                                    logger: logger).run()
         } catch {
             throw fail("\(error)")
         }

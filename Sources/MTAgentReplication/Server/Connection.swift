@@ -10,6 +10,7 @@ struct Connection {
     let configuration: ServerConfiguration
     let registry: PairRegistry
     let throttle: AuthThrottle
+    let metrics: ServerMetrics
     var logger: Logger
 
     /// A protocol violation: sent as ERROR, then the connection closes.
@@ -29,7 +30,11 @@ struct Connection {
     func run(_ channel: NIOAsyncChannel<Frame, Frame>) async {
         do {
             try await channel.executeThenClose { inbound, outbound in
-                let send: @Sendable (Frame) async -> Void = { frame in try? await outbound.write(frame) }
+                // Every frame the master target sends passes here: its errors are counted once.
+                let send: @Sendable (Frame) async -> Void = { [metrics] frame in
+                    metrics.count(frame)
+                    try? await outbound.write(frame)
+                }
                 var handles: [UInt32: PairDriver] = [:]
                 var farewell: Frame?
                 do {
@@ -83,6 +88,7 @@ struct Connection {
                 let key = configuration.credentials.key
                 guard PassphraseProof.verify(mac, expected: PassphraseProof.senderMAC(key: key, senderNonce: senderNonce, masterNonce: masterNonce)) else {
                     let failures = throttle.failed(peerAddress)
+                    metrics.authFailures.increment()
                     logger.warning("passphrase proof failed", metadata: ["auth.failures": "\(failures)"])
                     throw Violation(code: .authFailed, message: "the passphrase proof did not verify: the sender's passphrase differs from the one set on this master target")
                 }

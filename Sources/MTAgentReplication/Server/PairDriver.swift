@@ -31,6 +31,7 @@ actor PairDriver {
     let sourceSize: UInt64
     let pool: NIOThreadPool
     let maxPendingBytes: Int
+    let metrics: PairMetrics
     var logger: Logger
 
     private var sink: PairSink?
@@ -43,9 +44,10 @@ actor PairDriver {
     private var refusalReported = false
 
     init(pair: any ReplicaPair, pairID: String, group: String, target: String, sourceSize: UInt64,
-         pool: NIOThreadPool, maxPendingBytes: Int, logger: Logger) {
+         pool: NIOThreadPool, maxPendingBytes: Int, metrics: ServerMetrics, logger: Logger) {
         self.pair = pair; self.pairID = pairID; self.group = group; self.target = target
         self.sourceSize = sourceSize; self.pool = pool; self.maxPendingBytes = maxPendingBytes
+        self.metrics = metrics.pair(pairID, group: group)
         var logger = logger
         logger[metadataKey: "pair.id"] = "\(pairID)"
         logger[metadataKey: "group.id"] = "\(group)"
@@ -61,7 +63,9 @@ actor PairDriver {
         }
         sink = newSink
         await drain()
-        return pair.status
+        let status = pair.status
+        metrics.acked(status.durableSeq)  // PAIR_STATE tells the sender this much is durable
+        return status
     }
 
     /// Forgets `connection` if it still holds the pair (its queued work is still applied).
@@ -75,6 +79,7 @@ actor PairDriver {
     /// taken the pair over since: a stale connection must never write.
     func enqueue(_ op: PairOp.Pending, from connection: UInt64) async -> Bool {
         guard sink?.connection == connection else { return false }
+        if op.data != nil { metrics.received(bytes: op.byteCount) }
         queue.append(.op(op))
         pendingBytes += op.byteCount
         startWorker()
@@ -167,6 +172,7 @@ actor PairDriver {
                 logger.error("pair needs a resync", metadata: ["reason": "\(refusal.message)"])
                 await sink.send(.pairError(handle: sink.handle, code: code, message: refusal.message))
             }
+            metrics.acked(result.durableSeq)
             await sink.send(.ack(handle: sink.handle, durableSeq: result.durableSeq))
         case .failure(let error):
             logger.error("could not make writes durable", metadata: ["error": "\(error)"])

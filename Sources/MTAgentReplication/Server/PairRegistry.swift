@@ -10,10 +10,11 @@ actor PairRegistry {
     let store: any ReplicaStore
     let pool: NIOThreadPool
     let maxPendingBytes: Int
+    let metrics: ServerMetrics
     let logger: Logger
 
-    init(store: any ReplicaStore, pool: NIOThreadPool, maxPendingBytes: Int, logger: Logger) {
-        self.store = store; self.pool = pool; self.maxPendingBytes = maxPendingBytes; self.logger = logger
+    init(store: any ReplicaStore, pool: NIOThreadPool, maxPendingBytes: Int, metrics: ServerMetrics, logger: Logger) {
+        self.store = store; self.pool = pool; self.maxPendingBytes = maxPendingBytes; self.metrics = metrics; self.logger = logger
     }
 
     func driver(for open: Frame.OpenPair) async throws -> PairDriver {
@@ -31,13 +32,13 @@ actor PairRegistry {
             }
             drivers[open.pairID] = nil  // the earlier open failed: try again
         }
-        let (store, pool, maxPending, logger) = (self.store, self.pool, self.maxPendingBytes, self.logger)
+        let (store, pool, maxPending, metrics, logger) = (self.store, self.pool, self.maxPendingBytes, self.metrics, self.logger)
         let task = Task {
             let pair = try await pool.runIfActive {
                 try store.open(pairID: open.pairID, group: open.groupID, target: open.target, sourceSize: open.sourceSize)
             }
             return PairDriver(pair: pair, pairID: open.pairID, group: open.groupID, target: open.target,
-                              sourceSize: open.sourceSize, pool: pool, maxPendingBytes: maxPending, logger: logger)
+                              sourceSize: open.sourceSize, pool: pool, maxPendingBytes: maxPending, metrics: metrics, logger: logger)
         }
         drivers[open.pairID] = task
         do {

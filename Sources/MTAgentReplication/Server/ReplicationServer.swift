@@ -36,12 +36,15 @@ public final class ReplicationServer: Service, Sendable {
     let logger: Logger
     let onBound: @Sendable (SocketAddress) -> Void
     let throttle = AuthThrottle()
+    let metrics: ServerMetrics
 
     public init(configuration: ServerConfiguration, store: any ReplicaStore, pool: NIOThreadPool,
-                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, logger: Logger,
-                onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
+                group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: ServerMetrics = ServerMetrics(),
+                logger: Logger, onBound: @escaping @Sendable (SocketAddress) -> Void = { _ in }) {
         self.configuration = configuration
-        self.registry = PairRegistry(store: store, pool: pool, maxPendingBytes: configuration.maxPendingBytesPerPair, logger: logger)
+        self.metrics = metrics
+        self.registry = PairRegistry(store: store, pool: pool, maxPendingBytes: configuration.maxPendingBytesPerPair,
+                                     metrics: metrics, logger: logger)
         self.group = group
         self.logger = logger
         self.onBound = onBound
@@ -65,6 +68,7 @@ public final class ReplicationServer: Service, Sendable {
         tls.minimumTLSVersion = .tlsv13
         let sslContext = try NIOSSLContext(configuration: tls)
         let heartbeat = configuration.heartbeat
+        let metrics = self.metrics
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -73,7 +77,7 @@ public final class ReplicationServer: Service, Sendable {
             .bind(host: configuration.host, port: configuration.port) { child in
                 child.eventLoop.makeCompletedFuture {
                     try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
-                    try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat)
+                    try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat, onReadTimeout: metrics.countTimeout)
                     return try NIOAsyncChannel<Frame, Frame>(
                         wrappingChannelSynchronously: child,
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
@@ -94,7 +98,7 @@ public final class ReplicationServer: Service, Sendable {
                         var connLogger = logger
                         connLogger[metadataKey: "peer"] = "\(peer)"
                         let handler = Connection(id: next, peer: peer, configuration: configuration, registry: registry,
-                                                 throttle: throttle, logger: connLogger)
+                                                 throttle: throttle, metrics: metrics, logger: connLogger)
                         tasks.addTask {
                             // Graceful shutdown cancels the read loop; the connection then drains,
                             // acks and says goodbye (Connection.run).
@@ -122,12 +126,13 @@ public final class ReplicationServer: Service, Sendable {
 
 extension ChannelPipeline.SynchronousOperations {
     /// Frame decoder and encoder, plus heartbeats: a HEARTBEAT after `heartbeat` without writing,
-    /// and an ERROR timeout + close after 3 × `heartbeat` without reading.
-    public func addFrameCodec(heartbeat: TimeAmount) throws {
+    /// and an ERROR timeout + close after 3 × `heartbeat` without reading (`onReadTimeout` is
+    /// called then).
+    public func addFrameCodec(heartbeat: TimeAmount, onReadTimeout: @escaping @Sendable () -> Void = {}) throws {
         try addHandler(ByteToMessageHandler(FrameDecoder()))
         try addHandler(MessageToByteHandler(FrameEncoder()))
         try addHandler(IdleStateHandler(readTimeout: heartbeat * 3, writeTimeout: heartbeat))
-        try addHandler(HeartbeatHandler())
+        try addHandler(HeartbeatHandler(onReadTimeout: onReadTimeout))
     }
 }
 
@@ -137,6 +142,12 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundOut = Frame
     typealias OutboundIn = Frame
     typealias OutboundOut = Frame
+
+    let onReadTimeout: @Sendable () -> Void
+
+    init(onReadTimeout: @escaping @Sendable () -> Void) {
+        self.onReadTimeout = onReadTimeout
+    }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
         guard let idle = event as? IdleStateHandler.IdleStateEvent else {
@@ -150,6 +161,7 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let millis = UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
             context.writeAndFlush(wrapOutboundOut(.heartbeat(unixMillis: millis)), promise: nil)
         case .read:
+            onReadTimeout()
             context.writeAndFlush(wrapOutboundOut(.error(code: .timeout, message: "nothing received for 3 heartbeat intervals")), promise: nil)
             context.close(promise: nil)
         case .all:

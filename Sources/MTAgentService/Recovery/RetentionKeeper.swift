@@ -3,6 +3,7 @@ import Glibc
 import Logging
 import MTAgentCore
 import MTAgentJournal
+import MTAgentReplication
 import NIOConcurrencyHelpers
 import ServiceLifecycle
 
@@ -32,6 +33,7 @@ struct RetentionKeeper: Service {
     let stopGroup: @Sendable (String, String) async -> Void
     let catalog: Catalog
     let logger: Logger
+    let failures = ServerMetrics.errorCounter(kind: "pruning")
 
     var interval: Duration { min(.seconds(10), max(.seconds(1), policy.current.retentionWindow / 4)) }
 
@@ -75,6 +77,7 @@ struct RetentionKeeper: Service {
                 logger.notice("retention volume has space again: replication may resume (restart the senders)")
             }
         } catch {
+            failures.increment()
             logger.error("retention pruning failed", metadata: ["error": "\(error)"])
         }
     }

@@ -4,9 +4,10 @@ import MTAgentLinux
 /// labs, tests, benchmarks and the demo, where `setup` must not change the machine.
 public enum LabIdentity {
     /// Writes `DIR/mt-agent.conf`, `cert.pem`, `key.pem` (0600) and `passphrase.key` (0600) and
-    /// returns the certificate fingerprint.
+    /// returns the certificate fingerprint. The metrics endpoint is off unless `metricsAddress` is
+    /// given: a lab often runs several services on one machine.
     public static func write(directory: String, passphrase: [UInt8], retention: String, port: Int, listenAddress: String,
-                             kdf: KDFParameters = .standard) throws -> String {
+                             metricsAddress: HostPort? = nil, kdf: KDFParameters = .standard) throws -> String {
         // The configuration names files by absolute path, as `serve` requires.
         let directory = directory.hasPrefix("/") ? directory : Paths.currentDirectory() + "/" + directory
         try HostFile.makeDirectories(directory, mode: 0o700)
@@ -15,6 +16,7 @@ public enum LabIdentity {
         var config = AgentConfig(retentionPath: retention)
         config.port = port
         config.listenAddress = listenAddress
+        config.metricsAddress = metricsAddress
         config.tlsCertificate = directory + "/cert.pem"
         config.tlsKey = directory + "/key.pem"
         config.passphraseKey = directory + "/passphrase.key"
