@@ -144,4 +144,46 @@ struct ServiceConfigEndToEndTests {
         #expect(try mtAgent(["status", "--config", lab.config]).status == 1)
         #expect(lab.stop() == 0)
     }
+
+    /// While a sender streams changes, status shows the pair connected and receiving.
+    @Test func statusShowsThroughputWhileASenderStreams() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let size = 16 << 20
+        let source = lab.directory.path + "/source.img"
+        var rng = SeededBytes(state: 21)
+        try Data(rng.bytes(size)).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(size))
+        try lab.start()
+        let follower = try Background(lab.sendArguments("follow", source: source, pair: "p1", target: target) + ["--interval", "0.2"],
+                                      stderrPath: lab.directory.path + "/follow.err")
+        defer { follower.kill9() }
+        // Keep changing the source: 1 MiB somewhere every 50 ms.
+        let handle = try FileHandle(forWritingTo: URL(fileURLWithPath: source))
+        defer { try? handle.close() }
+        var seen: (rate: Double, text: String)?
+        let deadline = Date().addingTimeInterval(30)
+        while Date() < deadline, seen == nil {
+            for _ in 0..<10 {
+                try handle.seek(toOffset: UInt64(Int.random(in: 0..<(size >> 20))) << 20)
+                try handle.write(contentsOf: rng.bytes(1 << 20))
+                usleep(50_000)
+            }
+            let r = try mtAgent(["status", "--json", "--config", lab.config])
+            struct S: Decodable {
+                struct G: Decodable { struct P: Decodable { var connected: Bool; var throughputBytesPerSecond: Double }; var pairs: [P] }
+                var groups: [G]
+            }
+            if let pair = try? JSONDecoder().decode(S.self, from: Data(r.stdout.utf8)).groups.first?.pairs.first,
+               pair.connected, pair.throughputBytesPerSecond > 0 {
+                seen = (pair.throughputBytesPerSecond, try mtAgent(["status", "--config", lab.config]).stdout)
+            }
+        }
+        let (rate, text) = try #require(seen, "status never showed the pair receiving")
+        // At most what was written to the source in 10 s, plus the 16 MiB initial resync.
+        #expect(rate <= Double(size + 20 * (1 << 20)) / 10)
+        #expect(text.contains("RECEIVING") && text.contains("/s"), "\(text)")
+        follower.kill9()
+        #expect(lab.stop() == 0)
+    }
 }

@@ -83,3 +83,35 @@ struct PointTimeTests {
         }
     }
 }
+
+@Suite("rate meter")
+struct RateMeterTests {
+    @Test func averagesTheCompleteSecondsOfTheWindow() {
+        var meter = RateMeter(window: 4)
+        meter.add(1000, at: 100)
+        meter.add(3000, at: 101)
+        meter.add(500, at: 102)  // the current second: not counted yet
+        #expect(meter.perSecond(at: 102) == 1000)  // (1000 + 3000) / 4
+        #expect(meter.perSecond(at: 103) == 1125)  // (1000 + 3000 + 500) / 4
+        #expect(meter.perSecond(at: 105) == 875)  // second 100 left the window
+        #expect(meter.perSecond(at: 107) == 0)  // idle for a whole window
+        meter.add(4000, at: 200)  // long idle: old buckets are gone
+        #expect(meter.perSecond(at: 201) == 1000)
+    }
+
+    @Test func matchesASlowCountOnRandomTraffic() {
+        var rng = SystemRandomNumberGenerator()
+        var meter = RateMeter(window: 10)
+        var log: [(Int64, Int)] = []
+        var second: Int64 = 1_000
+        for _ in 0..<2000 {
+            second += Int64.random(in: 0...2, using: &rng)
+            let bytes = Int.random(in: 0...1_000_000, using: &rng)
+            meter.add(bytes, at: second)
+            log.append((second, bytes))
+            let now = second + Int64.random(in: 0...12, using: &rng)
+            let expected = log.filter { $0.0 < now && $0.0 >= now - 10 }.reduce(0) { $0 + $1.1 }
+            #expect(meter.perSecond(at: now) == Double(expected) / 10)
+        }
+    }
+}

@@ -51,9 +51,10 @@ struct StatusCommand: AsyncParsableCommand {
                 if let lag = g.rpoLagSeconds { line += ", RPO lag \(Int(lag)) s of \(g.rpoThresholdSeconds) s" }
                 if let f = g.failover { line += ", failed over to point \(f.pointID) (\(f.status.rawValue))" }
                 print(line)
-                print(Table(header: ["PAIR", "TARGET", "STATE", "CONNECTED", "ACKED SEQ", "RESYNC", "JOURNAL"], rows: g.pairs.map { p in
+                print(Table(header: ["PAIR", "TARGET", "STATE", "CONNECTED", "ACKED SEQ", "RESYNC", "RECEIVING", "JOURNAL"], rows: g.pairs.map { p in
                     [p.pair, p.target, p.state, p.connected ? "yes" : "no", "\(p.durableSeq)",
-                     p.resyncPercent.map { "\($0)%" } ?? "-", bytesText(p.journalBytes)]
+                     p.resyncPercent.map { "\($0)%" } ?? "-", p.connected ? bytesText(UInt64(p.throughputBytesPerSecond)) + "/s" : "-",
+                     bytesText(p.journalBytes)]
                 }).render())
             }
             if status.problems.isEmpty {

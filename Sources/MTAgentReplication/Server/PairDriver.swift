@@ -42,6 +42,8 @@ actor PairDriver {
     private var capacityWaiters: [CheckedContinuation<Void, Never>] = []
     /// True once a refusal was reported, until a RESYNC_BEGIN is applied: one PAIR_ERROR per episode.
     private var refusalReported = false
+    /// Data received, for the throughput `status` shows.
+    private var rate = RateMeter()
 
     init(pair: any ReplicaPair, pairID: String, group: String, target: String, sourceSize: UInt64,
          pool: NIOThreadPool, maxPendingBytes: Int, metrics: ServerMetrics, logger: Logger) {
@@ -68,6 +70,19 @@ actor PairDriver {
         return status
     }
 
+    /// The pair's state with its current receive rate.
+    func status() -> ReplicaStatus {
+        var status = pair.status
+        status.receivedBytesPerSecond = rate.perSecond(at: Self.monotonicSecond())
+        return status
+    }
+
+    static func monotonicSecond() -> Int64 {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        return Int64(now.tv_sec)
+    }
+
     /// Forgets `connection` if it still holds the pair (its queued work is still applied).
     func detach(connection: UInt64) {
         if sink?.connection == connection { sink = nil }
@@ -79,7 +94,10 @@ actor PairDriver {
     /// taken the pair over since: a stale connection must never write.
     func enqueue(_ op: PairOp.Pending, from connection: UInt64) async -> Bool {
         guard sink?.connection == connection else { return false }
-        if op.data != nil { metrics.received(bytes: op.byteCount) }
+        if op.data != nil {
+            metrics.received(bytes: op.byteCount)
+            rate.add(op.byteCount, at: Self.monotonicSecond())
+        }
         queue.append(.op(op))
         pendingBytes += op.byteCount
         startWorker()

@@ -75,7 +75,7 @@ actor PairRegistry {
     func snapshot() async -> [(pairID: String, group: String, status: ReplicaStatus)] {
         var out: [(String, String, ReplicaStatus)] = []
         for (_, task) in drivers {
-            if let d = try? await task.value { out.append((d.pairID, d.group, d.pair.status)) }
+            if let d = try? await task.value { out.append((d.pairID, d.group, await d.status())) }
         }
         return out.sorted { $0.0 < $1.0 }
     }

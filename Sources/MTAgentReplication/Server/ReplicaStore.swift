@@ -24,6 +24,8 @@ public struct ReplicaStatus: Sendable, Equatable {
     public var resyncOffset: UInt64
     public var targetSize: UInt64
     public var reason: String?
+    /// Data bytes received per second over the last 10 s (set by the listener for an open pair).
+    public var receivedBytesPerSecond: Double = 0
     public init(state: PairState, durableSeq: UInt64, resyncOffset: UInt64, targetSize: UInt64, reason: String? = nil) {
         self.state = state; self.durableSeq = durableSeq; self.resyncOffset = resyncOffset
         self.targetSize = targetSize; self.reason = reason

@@ -19,6 +19,8 @@ public struct ServiceStatus: Sendable, Codable, Equatable {
         @Nullable public var resyncPercent: Int? = nil
         @Nullable public var reason: String? = nil
         public var journalBytes: UInt64
+        /// Data received from the sender per second, averaged over the last 10 s (0 when not connected).
+        public var throughputBytesPerSecond: Double = 0
     }
     public struct Group: Sendable, Codable, Equatable {
         public var group: String
@@ -105,7 +107,8 @@ struct StatusReporter: Sendable {
                     pair: info.id, target: info.target, state: state.rawValue, connected: live != nil,
                     durableSeq: live?.durableSeq ?? info.durableSeq, resyncOffset: offset, targetBytes: size,
                     resyncPercent: state == .resyncing && size > 0 ? Int(offset * 100 / size) : nil,
-                    reason: live?.reason ?? info.reason, journalBytes: treeBytes(layout.journal(info.id)))
+                    reason: live?.reason ?? info.reason, journalBytes: treeBytes(layout.journal(info.id)),
+                    throughputBytesPerSecond: live?.receivedBytesPerSecond ?? 0)
             }
             let newest = points.map(\.sourceTime).max()
             let lag = newest.map { nowNs > $0 ? Double(nowNs - $0) / 1e9 : 0 }
