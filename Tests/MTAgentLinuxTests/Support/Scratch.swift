@@ -55,6 +55,11 @@ final class Scratch {
         return point
     }
 
+    /// True when a udevd answers on its control socket (the socket file stays after it exits).
+    static func udevdAnswers() throws -> Bool {
+        try ProcessRunner().run(["udevadm", "control", "--ping", "--timeout=5"]).status == 0
+    }
+
     /// Waits until udevd has processed every event queued so far (no-op when it is not running).
     func settle() {
         _ = try? runner.run(["udevadm", "settle", "--timeout=10"])
@@ -64,7 +69,8 @@ final class Scratch {
     /// "change" event udevd synthesises from its inotify watch may not be queued yet when a plain
     /// settle returns; asking for the event explicitly removes that race.
     func reprobe(_ device: String) {
-        _ = try? runner.run(["udevadm", "trigger", "--action=change", "--settle", device])
+        // Bounded: with no udevd to answer, --settle would wait forever.
+        _ = try? runner.run(["timeout", "60", "udevadm", "trigger", "--action=change", "--settle", device])
         settle()
     }
 }
