@@ -177,6 +177,29 @@ struct SetupStepTests {
         #expect(unit.contains("\nExecStart=/usr/local/bin/mt-agent serve\n"))
         #expect(unit.contains("\nType=notify\n"))
         #expect(unit.contains("\nWantedBy=multi-user.target\n"))
+        #expect(unit.contains("\nRestart=on-failure\n"))
+        #expect(unit.contains("\nWatchdogSec=5min\n"))
+        #expect(unit.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"))
+    }
+
+    /// The sandbox must leave the service what it writes: every block device (no device list,
+    /// which ProtectClock= would imply too), the retention volume wherever it is mounted (not
+    /// strict: no fixed writable paths), and its capabilities for files root does not own.
+    @Test func theSandboxLeavesBlockDevicesAndTheRetentionVolumeWritable() {
+        let directives = ServiceUnitStep.unit(executable: "/usr/bin/mt-agent").split(separator: "\n").filter { !$0.hasPrefix("#") }
+        func value(_ key: String) -> String? {
+            directives.last { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
+        }
+        #expect(value("PrivateDevices") == "no")
+        #expect(value("DeviceAllow") == nil)
+        #expect(value("DevicePolicy") == nil)
+        #expect(value("ProtectClock") == nil)
+        #expect(value("ProtectSystem") == "full")
+        #expect(value("ProtectHome") == "read-only")
+        #expect(value("ReadOnlyPaths") == nil && value("InaccessiblePaths") == nil)
+        #expect(value("SystemCallFilter") == "@system-service")
+        #expect(value("CapabilityBoundingSet")?.split(separator: " ").contains("CAP_DAC_OVERRIDE") == true)
+        #expect(value("RestrictAddressFamilies") == "AF_UNIX AF_INET AF_INET6 AF_NETLINK")
     }
 }
 
