@@ -170,6 +170,35 @@ struct SetupStepTests {
         #expect(machine.snapshot(excluding: ["/var"]) == before)
     }
 
+    /// A package installed the same unit and rules under /usr/lib: setup leaves them in charge
+    /// and writes no /etc copy that would hide the next package upgrade's version.
+    @Test func packagedUnitAndRulesAreLeftInCharge() throws {
+        let machine = try SetupScratchRoot("debian12")
+        defer { machine.cleanup() }
+        try machine.put(ServiceUnitStep.packagedPath, ServiceUnitStep.unit(executable: "/usr/bin/mt-agent"))
+        try machine.put(UdevRulesStep.packagedPath, UdevRulesStep.rules)
+        let before = machine.snapshot()
+        let context = try setupContext(machine.root)
+        #expect(try ServiceUnitStep().check(context) == .done)
+        #expect(try UdevRulesStep().check(context) == .done)
+        #expect(try setupEngine(machine.root, steps: [UdevRulesStep(), ServiceUnitStep()]).apply().result == .nothingToDo)
+        #expect(machine.snapshot(excluding: ["/var"]) == before)
+        #expect(try setupEngine(machine.root, steps: [UdevRulesStep(), ServiceUnitStep()]).revert().result == .nothingToRevert)
+        #expect(machine.text(ServiceUnitStep.packagedPath) == ServiceUnitStep.unit(executable: "/usr/bin/mt-agent"))
+    }
+
+    /// Setup run from another binary than the package's, or a package of another version: the
+    /// unit setup writes in /etc runs the binary setup ran from, as without a package.
+    @Test func aPackagedUnitForAnotherBinaryGetsAnEtcCopy() throws {
+        let machine = try SetupScratchRoot("debian12")
+        defer { machine.cleanup() }
+        try machine.put(ServiceUnitStep.packagedPath, ServiceUnitStep.unit(executable: "/usr/local/bin/mt-agent"))
+        try machine.put(UdevRulesStep.packagedPath, UdevRulesStep.rules + "# an older version\n")
+        let context = try setupContext(machine.root)
+        #expect(try ServiceUnitStep().check(context) == .needed("install /etc/systemd/system/mt-agent.service (ExecStart=/usr/bin/mt-agent serve)"))
+        #expect(try UdevRulesStep().check(context) == .needed("install /etc/udev/rules.d/69-mt-agent.rules"))
+    }
+
     @Test func theUnitRunsTheBinaryItWasGiven() throws {
         var options = SetupOptions()
         options.executablePath = "/usr/local/bin/mt-agent"

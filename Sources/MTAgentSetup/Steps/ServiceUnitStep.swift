@@ -4,18 +4,22 @@ import MTAgentLinux
 /// the service starts at the next boot once enabled, after the reboot setup asks for.
 ///
 /// The unit text lives here, in the binary; `Packaging/systemd/mt-agent.service` is the same
-/// bytes for `/usr/bin/mt-agent` (a test keeps them equal).
+/// bytes for `/usr/bin/mt-agent` (a test keeps them equal). Where a package installed that
+/// file as `packagedPath` and setup runs `/usr/bin/mt-agent`, the step is done as it is.
 public struct ServiceUnitStep: SetupStep {
     public let id = "service-unit"
     public let title = "Install the systemd unit mt-agent.service"
     public static let path = "/etc/systemd/system/mt-agent.service"
+    /// Where the .deb and .rpm install the unit.
+    public static let packagedPath = "/usr/lib/systemd/system/mt-agent.service"
 
     public init() {}
 
     public func check(_ context: SetupContext) throws -> StepState {
         try context.ownedFileState(
             Self.path, content: Array(Self.unit(executable: context.options.executablePath).utf8),
-            installing: "install \(Self.path) (ExecStart=\(context.options.executablePath) serve)", what: " unit")
+            installing: "install \(Self.path) (ExecStart=\(context.options.executablePath) serve)", what: " unit",
+            packaged: Self.packagedPath)
     }
 
     public func apply(_ context: SetupContext) throws -> StepOutcome {
@@ -28,7 +32,8 @@ public struct ServiceUnitStep: SetupStep {
         """
         # mt-agent: the failback master target service. 'mt-agent setup' installs this file as
         # /etc/systemd/system/mt-agent.service and 'mt-agent setup --revert' removes it; the
-        # packages install the same file as /usr/lib/systemd/system/mt-agent.service.
+        # packages install the same file as /usr/lib/systemd/system/mt-agent.service, and setup
+        # then adds no copy of its own.
         #
         # The sandbox below keeps what the service needs: every block device in /dev read-write
         # with O_DIRECT and the block ioctls, the retention volume wherever the config mounts it,
