@@ -232,8 +232,9 @@ struct SetupStepTests {
     }
 }
 
-/// The files packages install are the bytes the binary installs: one source of truth, the
-/// text in the binary; `MT_AGENT_UPDATE_GOLDEN=1` rewrites Packaging/ from it.
+/// The files packages install are the bytes the binary installs (or, for the config, writes):
+/// one source of truth, the text in the binary; `MT_AGENT_UPDATE_GOLDEN=1` rewrites Packaging/
+/// from it.
 @Suite("Packaging files", .tags(.small))
 struct PackagingFilesTests {
     static let packaging = setupFixtures + "/../../../Packaging"
@@ -241,6 +242,8 @@ struct PackagingFilesTests {
     @Test(arguments: [
         ("udev/69-mt-agent.rules", UdevRulesStep.rules),
         ("systemd/mt-agent.service", ServiceUnitStep.unit(executable: "/usr/bin/mt-agent")),
+        // The packages' conffile /etc/mt-agent/mt-agent.conf: what setup's config step writes.
+        ("config/mt-agent.conf", AgentConfig(retentionPath: SetupOptions().retentionPath).render()),
     ])
     func packagingMatchesTheBinary(_ file: String, _ text: String) throws {
         let path = Self.packaging + "/" + file
