@@ -170,6 +170,35 @@ struct SetupStepTests {
         #expect(machine.snapshot(excluding: ["/var"]) == before)
     }
 
+    /// A package installed the same unit and rules under /usr/lib: setup leaves them in charge
+    /// and writes no /etc copy that would hide the next package upgrade's version.
+    @Test func packagedUnitAndRulesAreLeftInCharge() throws {
+        let machine = try SetupScratchRoot("debian12")
+        defer { machine.cleanup() }
+        try machine.put(ServiceUnitStep.packagedPath, ServiceUnitStep.unit(executable: "/usr/bin/mt-agent"))
+        try machine.put(UdevRulesStep.packagedPath, UdevRulesStep.rules)
+        let before = machine.snapshot()
+        let context = try setupContext(machine.root)
+        #expect(try ServiceUnitStep().check(context) == .done)
+        #expect(try UdevRulesStep().check(context) == .done)
+        #expect(try setupEngine(machine.root, steps: [UdevRulesStep(), ServiceUnitStep()]).apply().result == .nothingToDo)
+        #expect(machine.snapshot(excluding: ["/var"]) == before)
+        #expect(try setupEngine(machine.root, steps: [UdevRulesStep(), ServiceUnitStep()]).revert().result == .nothingToRevert)
+        #expect(machine.text(ServiceUnitStep.packagedPath) == ServiceUnitStep.unit(executable: "/usr/bin/mt-agent"))
+    }
+
+    /// Setup run from another binary than the package's, or a package of another version: the
+    /// unit setup writes in /etc runs the binary setup ran from, as without a package.
+    @Test func aPackagedUnitForAnotherBinaryGetsAnEtcCopy() throws {
+        let machine = try SetupScratchRoot("debian12")
+        defer { machine.cleanup() }
+        try machine.put(ServiceUnitStep.packagedPath, ServiceUnitStep.unit(executable: "/usr/local/bin/mt-agent"))
+        try machine.put(UdevRulesStep.packagedPath, UdevRulesStep.rules + "# an older version\n")
+        let context = try setupContext(machine.root)
+        #expect(try ServiceUnitStep().check(context) == .needed("install /etc/systemd/system/mt-agent.service (ExecStart=/usr/bin/mt-agent serve)"))
+        #expect(try UdevRulesStep().check(context) == .needed("install /etc/udev/rules.d/69-mt-agent.rules"))
+    }
+
     @Test func theUnitRunsTheBinaryItWasGiven() throws {
         var options = SetupOptions()
         options.executablePath = "/usr/local/bin/mt-agent"
@@ -177,11 +206,35 @@ struct SetupStepTests {
         #expect(unit.contains("\nExecStart=/usr/local/bin/mt-agent serve\n"))
         #expect(unit.contains("\nType=notify\n"))
         #expect(unit.contains("\nWantedBy=multi-user.target\n"))
+        #expect(unit.contains("\nRestart=on-failure\n"))
+        #expect(unit.contains("\nWatchdogSec=5min\n"))
+        #expect(unit.contains("\nExecReload=/bin/kill -HUP $MAINPID\n"))
+    }
+
+    /// The sandbox must leave the service what it writes: every block device (no device list,
+    /// which ProtectClock= would imply too), the retention volume wherever it is mounted (not
+    /// strict: no fixed writable paths), and its capabilities for files root does not own.
+    @Test func theSandboxLeavesBlockDevicesAndTheRetentionVolumeWritable() {
+        let directives = ServiceUnitStep.unit(executable: "/usr/bin/mt-agent").split(separator: "\n").filter { !$0.hasPrefix("#") }
+        func value(_ key: String) -> String? {
+            directives.last { $0.hasPrefix(key + "=") }.map { String($0.dropFirst(key.count + 1)) }
+        }
+        #expect(value("PrivateDevices") == "no")
+        #expect(value("DeviceAllow") == nil)
+        #expect(value("DevicePolicy") == nil)
+        #expect(value("ProtectClock") == nil)
+        #expect(value("ProtectSystem") == "full")
+        #expect(value("ProtectHome") == "read-only")
+        #expect(value("ReadOnlyPaths") == nil && value("InaccessiblePaths") == nil)
+        #expect(value("SystemCallFilter") == "@system-service")
+        #expect(value("CapabilityBoundingSet")?.split(separator: " ").contains("CAP_DAC_OVERRIDE") == true)
+        #expect(value("RestrictAddressFamilies") == "AF_UNIX AF_INET AF_INET6 AF_NETLINK")
     }
 }
 
-/// The files packages install are the bytes the binary installs: one source of truth, the
-/// text in the binary; `MT_AGENT_UPDATE_GOLDEN=1` rewrites Packaging/ from it.
+/// The files packages install are the bytes the binary installs (or, for the config, writes):
+/// one source of truth, the text in the binary; `MT_AGENT_UPDATE_GOLDEN=1` rewrites Packaging/
+/// from it.
 @Suite("Packaging files", .tags(.small))
 struct PackagingFilesTests {
     static let packaging = setupFixtures + "/../../../Packaging"
@@ -189,6 +242,8 @@ struct PackagingFilesTests {
     @Test(arguments: [
         ("udev/69-mt-agent.rules", UdevRulesStep.rules),
         ("systemd/mt-agent.service", ServiceUnitStep.unit(executable: "/usr/bin/mt-agent")),
+        // The packages' conffile /etc/mt-agent/mt-agent.conf: what setup's config step writes.
+        ("config/mt-agent.conf", AgentConfig(retentionPath: SetupOptions().retentionPath).render()),
     ])
     func packagingMatchesTheBinary(_ file: String, _ text: String) throws {
         let path = Self.packaging + "/" + file

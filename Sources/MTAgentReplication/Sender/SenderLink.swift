@@ -70,7 +70,7 @@ struct SenderLink {
         let channel: NIOAsyncChannel<Frame, Frame>
         do {
             channel = try await ClientBootstrap(group: group)
-                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .channelOption(.tcpOption(.tcp_nodelay), value: 1)
                 .connectTimeout(.seconds(10))
                 .connect(host: config.host, port: config.port) { ch in
                     ch.eventLoop.makeCompletedFuture {

@@ -123,9 +123,15 @@ public struct SetupContext: Sendable {
 extension SetupContext {
     /// The state of a file setup owns whole (a unit, a drop-in, a rules file): done when it holds
     /// exactly `content`, otherwise needed with `installing` (absent) or a replace note.
-    func ownedFileState(_ path: String, content: [UInt8], installing: String, what: String) throws -> StepState {
+    ///
+    /// `packaged` is where the packages install the same file under /usr/lib, which a file at
+    /// `path` in /etc would override by name. When it holds exactly `content` and `path` is
+    /// absent, the package's copy is in charge and setup adds none: an /etc copy would hide the
+    /// next package upgrade's version of the file.
+    func ownedFileState(_ path: String, content: [UInt8], installing: String, what: String, packaged: String? = nil) throws -> StepState {
         guard let existing = files.read(path) else {
             if files.exists(path) { throw SetupError.unreadable(path: path) }
+            if let packaged, files.read(packaged) == content { return .done }
             return .needed(installing)
         }
         return existing == content ? .done : .needed("replace \(path) (it differs from this version's\(what))")

@@ -5,11 +5,14 @@ import MTAgentLinux
 /// for systemd, so neither auto-mounts what the source machine left on them.
 ///
 /// The rule text lives here, in the binary, so setup works from wherever the binary is;
-/// `Packaging/udev/69-mt-agent.rules` is the same bytes (a test keeps them equal).
+/// `Packaging/udev/69-mt-agent.rules` is the same bytes (a test keeps them equal). Where a
+/// package installed that file as `packagedPath`, the step is done as it is.
 public struct UdevRulesStep: SetupStep {
     public let id = "udev"
     public let title = "Install udev rules: 180 s SCSI timeout on VMware disks, target disks never auto-mounted"
     public static let path = "/etc/udev/rules.d/69-mt-agent.rules"
+    /// Where the .deb and .rpm install the rules.
+    public static let packagedPath = "/usr/lib/udev/rules.d/69-mt-agent.rules"
     /// Where the replication side lists its target disks, one empty file per WWID.
     public static let targetsDirectory = "/etc/mt-agent/targets"
 
@@ -20,7 +23,8 @@ public struct UdevRulesStep: SetupStep {
     }
 
     public func check(_ context: SetupContext) throws -> StepState {
-        try context.ownedFileState(Self.path, content: Array(Self.rules.utf8), installing: "install \(Self.path)", what: " rules")
+        try context.ownedFileState(Self.path, content: Array(Self.rules.utf8), installing: "install \(Self.path)", what: " rules",
+                                   packaged: Self.packagedPath)
     }
 
     public func apply(_ context: SetupContext) throws -> StepOutcome {
@@ -36,7 +40,8 @@ public struct UdevRulesStep: SetupStep {
     public static let rules = """
         # mt-agent: udev rules of a failback master target. 'mt-agent setup' installs this file as
         # /etc/udev/rules.d/69-mt-agent.rules and 'mt-agent setup --revert' removes it; the packages
-        # install the same file.
+        # install the same file as /usr/lib/udev/rules.d/69-mt-agent.rules, and setup then adds no
+        # copy of its own.
 
         ACTION=="remove", GOTO="mt_agent_end"
         SUBSYSTEM!="block", GOTO="mt_agent_end"
