@@ -80,7 +80,8 @@ public struct AgentConfig: Sendable, Equatable {
         var out = """
             # mt-agent configuration, written by `mt-agent setup`. Edit freely: setup never
             # overwrites this file once it exists. Format: `key = value`; `#` starts a comment;
-            # a key left out keeps its default. Restart mt-agent.service after a change.
+            # a key left out keeps its default. `systemctl reload mt-agent` applies rpo_threshold,
+            # retention_window, app_consistent_frequency, space_policy and log_level; other keys need a restart.
 
             """
         for (key, comment) in Self.keys {
