@@ -78,6 +78,33 @@ else
 fi
 systemd-analyze security mt-agent.service --no-pager | tail -1
 
+step "reload (systemctl reload: SIGHUP)"
+conf=/etc/mt-agent/mt-agent.conf
+settings() { mt-agent status --json | python3 -c 'import json, sys; s = json.load(sys.stdin)["settings"]; print(s["rpoThresholdSeconds"], ",".join(s["restartNeeded"]) or "-")'; }
+# ExecReload only sends the signal: wait (10 s at most) for the service's answer in the journal.
+reloaded() {
+    local n seen
+    n=$(journalctl -u mt-agent.service --no-pager -o cat | grep -c "$1")
+    systemctl reload mt-agent.service || bad "systemctl reload"
+    for _ in $(seq 100); do
+        seen=$(journalctl -u mt-agent.service --no-pager -o cat | grep "$1")
+        if [ "$(grep -c . <<<"$seen")" -gt "$n" ]; then tail -1 <<<"$seen"; return; fi
+        sleep 0.1
+    done
+}
+sed -i 's|^rpo_threshold = .*|rpo_threshold = 7m|; s|^port = .*|port = 9444|' "$conf"
+line=$(reloaded 'configuration reloaded')
+grep -q 'applied=rpo_threshold' <<<"$line" && grep -q 'restart_needed=port' <<<"$line" && ok "reloaded: ${line#*: }" || bad "reload log: $line"
+[ "$(settings)" = "420 port" ] && ok "status: rpo_threshold 420 s, port needs a restart" || bad "status settings: $(settings)"
+sed -i 's|^rpo_threshold = .*|rpo_threshold = soon|' "$conf"
+line=$(reloaded 'configuration not reloaded')
+grep -q 'rpo_threshold: "soon" is not a duration' <<<"$line" && ok "invalid file refused: ${line#*: }" || bad "no refusal logged: $line"
+sed -i 's|^rpo_threshold = .*|rpo_threshold = 15m|; s|^port = .*|port = 9443|' "$conf"
+reloaded 'configuration reloaded' >/dev/null
+[ "$(settings)" = "900 -" ] && ok "back to the file's settings" || bad "status settings: $(settings)"
+[ "$(unit_value NRestarts)" = 0 ] && [ "$(unit_value MainPID)" = "$PID" ] && [ "$(unit_value ActiveState)" = active ] \
+    && ok "the same process throughout, still active" || bad "after reloads: pid $(unit_value MainPID), restarts $(unit_value NRestarts)"
+
 step "stop"
 systemctl stop mt-agent.service
 [ "$(unit_value Result)" = success ] && [ "$(unit_value ExecMainStatus)" = 0 ] && ok "drained, exit 0" || bad "stop: $(unit_value Result) $(unit_value ExecMainStatus)"

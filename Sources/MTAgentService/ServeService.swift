@@ -42,6 +42,9 @@ public struct ServeAssembly {
 
     public func run() async throws {
         let notifier = SystemdNotifier.fromProcess()
+        // SIGHUP's default action ends the process: ignore it from the start, so that a reload
+        // sent before the reload service listens (it may be, once READY=1 is out) is not a stop.
+        signal(SIGHUP, SIG_IGN)
         let live = LivePolicy(policy)
         let layout = RetentionLayout(retention: retentionPath)
         try makeDirectory(layout.base)
