@@ -51,7 +51,7 @@ let package = Package(
         // Sendable value types and rules; no I/O.
         .target(name: "MTAgentCore"),
         // The system: libudev, libblkid, sysfs/procfs readers, block-device ioctls.
-        // The only module that imports C.
+        // It and MTAgentJournal (CMTShim's CRC-32C) are the only modules that import C.
         .target(
             name: "MTAgentLinux",
             dependencies: [
@@ -84,6 +84,7 @@ let package = Package(
             name: "MTAgentJournal",
             dependencies: [
                 "MTAgentCore",
+                "CMTShim",
                 .product(name: "Logging", package: "swift-log"),
                 .product(name: "Crypto", package: "swift-crypto"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -144,7 +145,8 @@ let package = Package(
             pkgConfig: "blkid",
             providers: [.apt(["libblkid-dev"]), .yum(["libblkid-devel"])]
         ),
-        // Macros Swift cannot import (ioctl request numbers) wrapped as functions.
+        // Macros Swift cannot import (ioctl request numbers) wrapped as functions, and CRC-32C
+        // with the CPU's crc32 instruction (the journal's record checksum).
         .target(name: "CMTShim"),
 
         .testTarget(name: "MTAgentCoreTests", dependencies: ["MTAgentCore"]),

@@ -1,3 +1,4 @@
+import CMTShim
 import MTAgentCore
 import Crypto
 import Foundation
@@ -9,6 +10,9 @@ enum RecordType: UInt8 {
     case tag = 2
     case commit = 3
     case abort = 4
+    /// Fills the rest of a 4 KiB block before a sync (the writer appends whole blocks with O_DIRECT);
+    /// readers skip it.
+    case pad = 5
 }
 
 enum JournalFormat {
@@ -53,33 +57,63 @@ enum JournalFormat {
         return numbers
     }
 
-    /// The checksum covers header bytes 4..<12 (type, flags, reserved, payload length) then the payload.
-    static func checksum(header: ArraySlice<UInt8>, payload: ArraySlice<UInt8>) -> [UInt8] {
-        var hasher = SHA256()
-        hasher.update(data: header)
-        hasher.update(data: payload)
-        return Array(hasher.finalize())
+    /// Header flag: the checksum field holds a CRC-32C (big-endian, bytes 12..<16, the other 28 bytes
+    /// zero). Without it the field is a SHA-256, as every record had before the flag existed.
+    static let flagCRC32C: UInt8 = 1
+
+    /// CRC-32C of header bytes 4..<12 (type, flags, reserved, payload length) then the payload.
+    static func crc32c(header: UnsafeRawBufferPointer, payload: UnsafeRawBufferPointer) -> UInt32 {
+        let head = mt_crc32c(0, header.baseAddress, header.count)
+        return payload.isEmpty ? head : mt_crc32c(head, payload.baseAddress, payload.count)
+    }
+
+    /// True when the header's checksum field matches header bytes 4..<12 and the payload, by the
+    /// algorithm the header's flags name.
+    static func checksumMatches(header: ArraySlice<UInt8>, payload: ArraySlice<UInt8>) -> Bool {
+        let h = Array(header)
+        guard h.count == headerSize else { return false }
+        if h[5] & flagCRC32C == 0 {
+            var hasher = SHA256()
+            hasher.update(data: h[4..<12])
+            hasher.update(data: payload)
+            return Array(hasher.finalize()) == Array(h[12..<44])
+        }
+        guard h[16..<44].allSatisfy({ $0 == 0 }) else { return false }
+        let sum = h[4..<12].withUnsafeBytes { head in payload.withUnsafeBytes { crc32c(header: head, payload: $0) } }
+        return sum == h.readBE(UInt32.self, at: 12)
+    }
+
+    /// Writes a record's header into `header` (44 bytes) for a payload already in `payload`.
+    static func writeHeader(_ header: UnsafeMutableRawBufferPointer, type: RecordType, payload: UnsafeRawBufferPointer) {
+        header.copyBytes(from: magic)
+        header[4] = type.rawValue
+        header[5] = flagCRC32C
+        header[6] = 0
+        header[7] = 0
+        header.storeBytes(of: UInt32(payload.count).bigEndian, toByteOffset: 8, as: UInt32.self)
+        let sum = crc32c(header: UnsafeRawBufferPointer(rebasing: header[4..<12]), payload: payload)
+        header.storeBytes(of: sum.bigEndian, toByteOffset: 12, as: UInt32.self)
+        for i in 16..<headerSize { header[i] = 0 }
     }
 
     static func encode(type: RecordType, payload: [UInt8]) -> [UInt8] {
-        var bytes = magic
-        bytes.reserveCapacity(headerSize + payload.count)
-        bytes.append(type.rawValue)
-        bytes.append(0)
-        bytes.append(contentsOf: [0, 0])
-        bytes.appendBE(UInt32(payload.count))
-        bytes.append(contentsOf: checksum(header: bytes[4..<12], payload: payload[...]))
-        bytes.append(contentsOf: payload)
+        var bytes = [UInt8](repeating: 0, count: headerSize + payload.count)
+        bytes.withUnsafeMutableBytes { raw in
+            payload.withUnsafeBytes { body in
+                if !body.isEmpty { (raw.baseAddress! + headerSize).copyMemory(from: body.baseAddress!, byteCount: body.count) }
+                writeHeader(UnsafeMutableRawBufferPointer(rebasing: raw[..<headerSize]), type: type, payload: body)
+            }
+        }
         return bytes
     }
 
-    /// Checks a header (and, given the payload, the checksum). Returns nil when valid, else what is wrong.
+    /// Checks a header (not the checksum). Returns nil when valid, else what is wrong.
     static func headerProblem(_ header: ArraySlice<UInt8>, bytesAvailable: UInt64) -> String? {
         let h = Array(header)
         guard h.count == headerSize else { return "truncated header (\(h.count) of \(headerSize) bytes)" }
         guard Array(h[0..<4]) == magic else { return "bad magic" }
         guard RecordType(rawValue: h[4]) != nil else { return "unknown record type \(h[4])" }
-        guard h[5] == 0, h[6] == 0, h[7] == 0 else { return "nonzero flags or reserved bytes" }
+        guard h[5] & ~flagCRC32C == 0, h[6] == 0, h[7] == 0 else { return "unknown flags or nonzero reserved bytes" }
         let length = UInt64(h.readBE(UInt32.self, at: 8))
         guard length <= UInt64(maxPayload) else { return "payload length \(length) exceeds the maximum" }
         guard UInt64(headerSize) + length <= bytesAvailable else {
@@ -102,6 +136,13 @@ struct UndoRecord {
     var seq: UInt64
     var offset: UInt64
     var length: UInt32
+
+    /// The fixed fields (the first `fixedSize` bytes of the payload), written into `payload`.
+    func encodeFixed(into payload: UnsafeMutableRawBufferPointer) {
+        payload.storeBytes(of: seq.bigEndian, toByteOffset: 0, as: UInt64.self)
+        payload.storeBytes(of: offset.bigEndian, toByteOffset: 8, as: UInt64.self)
+        payload.storeBytes(of: length.bigEndian, toByteOffset: 16, as: UInt32.self)
+    }
 
     func encode(data: ArraySlice<UInt8>) -> [UInt8] {
         var p: [UInt8] = []

@@ -119,6 +119,8 @@ public final class PairApplier: @unchecked Sendable {
                     guard AbortRecord(payload: record.payload) != nil else { throw corrupt("ABORT") }
                     pendingTags = []
                     firstUncommitted = nil
+                case .pad:
+                    break  // the scanner never visits one
                 }
             }
         }
@@ -401,14 +403,20 @@ public final class PairApplier: @unchecked Sendable {
         return try target.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[from..<(from + count)]), at: offset)
     }
 
-    /// Starts reading what the batch's writes will overwrite, so that `saveUndo`'s reads of it go to
-    /// the device together instead of one at a time (thousands of 4 KiB reads in a differential
-    /// resync; the target's hashes were read past the page cache).
+    /// Starts reading what the batch's small writes will overwrite, so that `saveUndo`'s reads of it
+    /// go to the device together instead of one at a time (thousands of 4 KiB reads in a differential
+    /// resync; the target's hashes were read past the page cache). Large ones are read with O_DIRECT.
     private func prefetchOldContent(_ batch: [Item]) {
         for case .op(.write(_, let offset, let data)) in batch where offset < targetSize {
+            if direct != nil, data.count >= Self.directReadMinimum { continue }
             _ = posix_fadvise(target.fd, off_t(offset), off_t(min(UInt64(data.count), targetSize - offset)), POSIX_FADV_WILLNEED)
         }
     }
+
+    /// Runs of old content at least this long are read with O_DIRECT, shorter ones through the page cache.
+    private static let directReadMinimum = 64 << 10
+    /// Where direct reads of old content land before they are copied into their UNDO record.
+    private lazy var undoBuffer = AlignedBuffer(capacity: JournalFormat.maxUndoData)
 
     /// Appends the old content of every 4 KiB block the write covers (clamped to the target's end) that has
     /// not been copied since the last tag, one UNDO record per run of such blocks.
@@ -425,9 +433,7 @@ public final class PairApplier: @unchecked Sendable {
             let stop = min(end * block, targetSize)
             while position < stop {
                 let count = Int(min(UInt64(JournalFormat.maxUndoData), stop - position))
-                let old = try target.read(count: count, at: position)
-                let record = UndoRecord(seq: seq, offset: position, length: UInt32(old.count))
-                try journal.append(.undo, record.encode(data: old[...]))
+                try appendUndo(seq: seq, offset: position, count: count)
                 position += UInt64(count)
             }
         }
@@ -439,6 +445,30 @@ public final class PairApplier: @unchecked Sendable {
             }
         }
         try flush(upTo: last + 1)
+    }
+
+    /// One UNDO record holding the target's `count` bytes at `offset`, read straight into the journal's
+    /// buffer (through `undoBuffer` when read with O_DIRECT).
+    private func appendUndo(seq: UInt64, offset: UInt64, count: Int) throws {
+        let fixed = UndoRecord.fixedSize
+        try journal.append(.undo, payloadCount: fixed + count) { payload in
+            UndoRecord(seq: seq, offset: offset, length: UInt32(count)).encodeFixed(into: payload)
+            let data = UnsafeMutableRawBufferPointer(rebasing: payload[fixed...])
+            var read = -1
+            if let direct, count >= Self.directReadMinimum, DirectIO.isAligned(offset), DirectIO.isAligned(count) {
+                let buffer = undoBuffer
+                do {
+                    read = try direct.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[..<count]), at: offset)
+                    if read == count { data.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer.bytes[..<count])) }
+                } catch JournalError.io(_, _, EINVAL) {
+                    // The target's block size is above the alignment: through the page cache after all.
+                }
+            }
+            if read < 0 { read = try target.read(into: data, at: offset) }
+            guard read == count else {
+                throw JournalError.io(operation: "pread (short: \(read) of \(count) bytes)", path: target.path, errno: EIO)
+            }
+        }
     }
 
     private static func catalogTag(_ record: TagRecord, _ position: JournalPosition) -> Catalog.Tag {

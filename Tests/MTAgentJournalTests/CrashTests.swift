@@ -48,6 +48,8 @@ struct CrashTests {
         let targetAfter = try readFile(target)
         let lastBatch = try records(journal).filter { $0.position.segment == segment && $0.position.offset >= batchStart }
         let commitStart = try #require(lastBatch.last).position.offset
+        // The COMMIT is whole from here on; a PAD record may follow it to the end of its block.
+        let commitEnd = commitStart + lastBatch.last!.size
         #expect(lastBatch.last?.type == .commit)
         let recordEnds = Set(lastBatch.map { $0.position.offset + $0.size })
 
@@ -70,7 +72,7 @@ struct CrashTests {
                                                             sourceSize: UInt64(size))
 
             let reopened = try fixture.open(copyPair)
-            let complete = cut == UInt64(fullJournal.count)
+            let complete = cut >= commitEnd
             #expect(reopened.durableSeq == (complete ? driver.seq : seqBefore), "cut \(cut)")
             let after = try records(copyJournal).filter { $0.position.segment == segment && $0.position.offset >= batchStart }
             let survivors = lastBatch.filter { $0.position.offset + $0.size <= cut }
@@ -160,7 +162,9 @@ struct CrashTests {
         #expect(last.type == .commit)
         let path = JournalFormat.segmentPath(journal, last.position.segment)
         var bytes = try readFile(path)
-        bytes[bytes.count - 1] ^= 0xFF
+        // The COMMIT's last byte: the PAD record after it in the same block stays valid, as a torn
+        // block write can leave it, and must not make this damage in the middle.
+        bytes[Int(last.position.offset + last.size) - 1] ^= 0xFF
         try writeFile(path, bytes)
 
         let reopened = try fixture.open(pair)

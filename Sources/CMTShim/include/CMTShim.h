@@ -1,6 +1,7 @@
 #ifndef CMTSHIM_H
 #define CMTSHIM_H
 
+#include <stddef.h>
 #include <stdint.h>
 
 /// Block-device ioctls whose request numbers are C macros Swift cannot import.
@@ -12,5 +13,10 @@ int mt_blk_roget(int fd, int *read_only);
 
 /// The kernel's NTP discipline state (adjtimex): 1 synchronised, 0 not, -1 on error.
 int mt_clock_synchronized(void);
+
+/// CRC-32C (Castagnoli, as in iSCSI and ext4) of `length` bytes, continuing from `crc` (0 to
+/// start; pass the previous result to continue over more bytes). SSE4.2's crc32 instruction where
+/// the CPU has it, a table otherwise.
+uint32_t mt_crc32c(uint32_t crc, const void *data, size_t length);
 
 #endif

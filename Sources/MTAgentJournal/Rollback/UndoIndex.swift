@@ -142,8 +142,7 @@ final class SegmentReader {
         let record = try file(extent.position.segment).read(count: JournalFormat.headerSize + UndoRecord.fixedSize + extent.length,
                                                             at: extent.position.offset)
         guard record.count == JournalFormat.headerSize + UndoRecord.fixedSize + extent.length,
-              JournalFormat.checksum(header: record[4..<12], payload: record[JournalFormat.headerSize...])
-                == Array(record[12..<JournalFormat.headerSize])
+              JournalFormat.checksumMatches(header: record[..<JournalFormat.headerSize], payload: record[JournalFormat.headerSize...])
         else { return nil }
         return Array(record[(JournalFormat.headerSize + UndoRecord.fixedSize)...])
     }
