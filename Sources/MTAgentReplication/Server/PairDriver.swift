@@ -12,11 +12,11 @@ struct PairSink: Sendable {
 }
 
 /// Feeds one pair's frames to its `ReplicaPair` in order, on the thread pool, with group commit:
-/// while one batch is being made durable the next one accumulates, and one ACK answers a whole
-/// batch. Bounded: a batch takes at most `maxPendingBytes` (plus one frame), and `enqueue`
-/// suspends while more than `maxPendingBytes` wait behind it — so the connection keeps reading
-/// while a batch is fsynced, yet a slow target disk stops its reads and TCP slows the sender.
-/// At most about 2 × `maxPendingBytes` of a pair's data is held.
+/// while one batch is being made durable the next one is verified and the one after accumulates,
+/// and one ACK answers a whole batch. Bounded: a batch takes at most `maxPendingBytes` (plus one
+/// frame), and `enqueue` suspends while more than `maxPendingBytes` wait behind it — so the
+/// connection keeps reading while a batch is fsynced, yet a slow target disk stops its reads and
+/// TCP slows the sender. At most about 3 × `maxPendingBytes` of a pair's data is held.
 actor PairDriver {
     enum Item {
         case op(PairOp.Pending)
@@ -128,12 +128,26 @@ actor PairDriver {
         Task { await self.work() }
     }
 
+    /// Applies batches in order, one at a time. While one is applied (mostly waiting for the
+    /// disks) the next is verified and copied out of its frames on another pool thread.
     private func work() async {
-        while !queue.isEmpty {
+        var applying: Task<Void, Never>?
+        while true {
+            guard !queue.isEmpty else {
+                // Items may arrive while the last apply finishes: look again after it.
+                guard let last = applying else { break }
+                await last.value
+                applying = nil
+                continue
+            }
             switch queue.removeFirst() {
             case .barrier(let c):
+                await applying?.value
+                applying = nil
                 c.resume()
             case .hashes(let offset, let chunkSize, let count):
+                await applying?.value
+                applying = nil
                 await answerHashes(offset: offset, chunkSize: chunkSize, count: count)
             case .op(let first):
                 var batch = [first]
@@ -145,7 +159,9 @@ actor PairDriver {
                 }
                 pendingBytes -= bytes
                 wakeCapacityWaiters()
-                await commit(batch)
+                let verified = await verify(batch)
+                await applying?.value
+                applying = Task { await self.commit(verified) }
             }
         }
         working = false
@@ -158,25 +174,54 @@ actor PairDriver {
         for w in waiters { w.resume() }
     }
 
-    private func commit(_ batch: [PairOp.Pending]) async {
-        let pair = self.pair
-        let outcome: Result<(ApplyResult, checksumFailure: String?), Error>
+    /// A batch after its checksums were checked: its ops up to the first write that failed, with their
+    /// data copied out of the frames (so the frames' buffers are released before the apply).
+    struct VerifiedBatch: Sendable {
+        var ops: [PairOp]
+        var checksumFailure: String?
+        var startsResync: Bool
+    }
+
+    /// Runs on the thread pool: CPU work kept off the event loops and off the apply.
+    private func verify(_ batch: [PairOp.Pending]) async -> Result<VerifiedBatch, Error> {
         do {
-            outcome = .success(try await pool.runIfActive {
-                try Self.apply(batch, to: pair)
-            })
+            return .success(try await pool.runIfActive { Self.verified(batch) })
+        } catch {
+            return .failure(error)
+        }
+    }
+
+    private static func verified(_ batch: [PairOp.Pending]) -> VerifiedBatch {
+        var ops: [PairOp] = []
+        ops.reserveCapacity(batch.count)
+        var failure: String?
+        for pending in batch {
+            guard let op = pending.verified() else {
+                failure = "WRITE seq \(pending.op.seq): SHA-256 of the data does not match the frame's checksum"
+                break
+            }
+            ops.append(op)
+        }
+        let startsResync = batch.contains { if case .resyncBegin = $0.op { true } else { false } }
+        return VerifiedBatch(ops: ops, checksumFailure: failure, startsResync: startsResync)
+    }
+
+    private func commit(_ verified: Result<VerifiedBatch, Error>) async {
+        let pair = self.pair
+        let outcome: Result<(ApplyResult, VerifiedBatch), Error>
+        do {
+            let batch = try verified.get()
+            outcome = .success((try await pool.runIfActive { try Self.apply(batch, to: pair) }, batch))
         } catch {
             outcome = .failure(error)
         }
         guard let sink else { return }
         switch outcome {
-        case .success(let (result, checksumFailure)):
+        case .success(let (result, batch)):
             // A RESYNC_BEGIN starts a new episode: a refusal after it (the store reports only
             // those) must reach the sender, or it would wait for acks that never come.
-            if batch.contains(where: { if case .resyncBegin = $0.op { true } else { false } }) {
-                refusalReported = false
-            }
-            if let message = checksumFailure, !refusalReported {
+            if batch.startsResync { refusalReported = false }
+            if let message = batch.checksumFailure, !refusalReported {
                 refusalReported = true
                 logger.error("write checksum did not verify; pair needs a resync", metadata: ["reason": "\(message)"])
                 await sink.send(.pairError(handle: sink.handle, code: .checksumMismatch, message: message))
@@ -198,25 +243,15 @@ actor PairDriver {
         }
     }
 
-    /// Runs on the thread pool: verifies checksums (CPU work kept off the event loops), then
-    /// applies. A write whose checksum fails ends the batch there and puts the pair in resync.
-    private static func apply(_ batch: [PairOp.Pending], to pair: any ReplicaPair) throws -> (ApplyResult, checksumFailure: String?) {
-        var ops: [PairOp] = []
-        ops.reserveCapacity(batch.count)
-        var failure: String?
-        for pending in batch {
-            guard let op = pending.verified() else {
-                failure = "WRITE seq \(pending.op.seq): SHA-256 of the data does not match the frame's checksum"
-                break
-            }
-            ops.append(op)
-        }
-        var result = try pair.apply(ops)
-        if let failure {
+    /// Runs on the thread pool: applies the verified ops; a checksum failure ends the batch there
+    /// and puts the pair in resync.
+    private static func apply(_ batch: VerifiedBatch, to pair: any ReplicaPair) throws -> ApplyResult {
+        var result = try pair.apply(batch.ops)
+        if let failure = batch.checksumFailure {
             try pair.requireResync(reason: failure)
             result.refusal = nil
         }
-        return (result, failure)
+        return result
     }
 
     private func answerHashes(offset: UInt64, chunkSize: Int, count: Int) async {
