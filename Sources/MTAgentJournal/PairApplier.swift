@@ -289,6 +289,8 @@ public final class PairApplier: @unchecked Sendable {
         // resyncDone inside this batch precedes every tag that could use the batch's writes.
         let keepUndo = durable.hasBaseline
         if keepUndo { prefetchOldContent(batch) }
+        var undo: [UndoPiece] = []
+        var tagRecord: TagRecord?
 
         // (1) undo records, then the TAG record, durable before the target is touched.
         for item in batch {
@@ -300,12 +302,12 @@ public final class PairApplier: @unchecked Sendable {
                 next.durableSeq = op.seq
                 switch op {
                 case .write(let seq, let offset, let data):
-                    if keepUndo { try saveUndo(seq: seq, offset: offset, length: UInt64(data.count)) }
+                    if keepUndo { planUndo(seq: seq, offset: offset, length: UInt64(data.count), into: &undo) }
                     writes.append((seq, offset, data))
                 case .tag(let seq, let tagID, let kind, let name, let sourceTime):
                     let record = TagRecord(seq: seq, tagID: tagID, kind: kind, sourceTime: sourceTime,
                                            inSync: next.state == .inSync, name: name)
-                    tag = (record, try journal.append(.tag, record.encode()))
+                    tagRecord = record
                 case .resyncBegin:
                     next.state = .resyncing
                     next.resyncOffset = 0
@@ -319,6 +321,8 @@ public final class PairApplier: @unchecked Sendable {
                 }
             }
         }
+        try saveUndo(undo)
+        if let tagRecord { tag = (tagRecord, try journal.append(.tag, tagRecord.encode())) }  // a batch's last op
         try journal.sync()
 
         // (2) the target (fdatasync on either descriptor flushes the device's cache).
@@ -403,7 +407,7 @@ public final class PairApplier: @unchecked Sendable {
         return try target.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[from..<(from + count)]), at: offset)
     }
 
-    /// Starts reading what the batch's small writes will overwrite, so that `saveUndo`'s reads of it
+    /// Starts reading what the batch's small writes will overwrite, so that `appendUndo`'s reads of it
     /// go to the device together instead of one at a time (thousands of 4 KiB reads in a differential
     /// resync; the target's hashes were read past the page cache). Large ones are read with O_DIRECT.
     private func prefetchOldContent(_ batch: [Item]) {
@@ -415,25 +419,30 @@ public final class PairApplier: @unchecked Sendable {
 
     /// Runs of old content at least this long are read with O_DIRECT, shorter ones through the page cache.
     private static let directReadMinimum = 64 << 10
-    /// Where direct reads of old content land before they are copied into their UNDO record.
-    private lazy var undoBuffer = AlignedBuffer(capacity: JournalFormat.maxUndoData)
 
-    /// Appends the old content of every 4 KiB block the write covers (clamped to the target's end) that has
-    /// not been copied since the last tag, one UNDO record per run of such blocks.
-    private func saveUndo(seq: UInt64, offset: UInt64, length: UInt64) throws {
+    /// One UNDO record to write: the target's `count` bytes at `offset`, copied for the write `seq`.
+    private struct UndoPiece {
+        var seq: UInt64
+        var offset: UInt64
+        var count: Int
+    }
+
+    /// The UNDO records a write needs: the old content of every 4 KiB block it covers (clamped to the
+    /// target's end) not copied since the last tag, one record per run of such blocks (split at 1 MiB).
+    private func planUndo(seq: UInt64, offset: UInt64, length: UInt64, into pieces: inout [UndoPiece]) {
         guard length > 0 else { return }
         let block = JournalFormat.blockSize
         let first = offset / block
         let last = (offset + length - 1) / block
         var runStart: UInt64?
-        func flush(upTo end: UInt64) throws {
+        func flush(upTo end: UInt64) {
             guard let start = runStart else { return }
             runStart = nil
             var position = start * block
             let stop = min(end * block, targetSize)
             while position < stop {
                 let count = Int(min(UInt64(JournalFormat.maxUndoData), stop - position))
-                try appendUndo(seq: seq, offset: position, count: count)
+                pieces.append(UndoPiece(seq: seq, offset: position, count: count))
                 position += UInt64(count)
             }
         }
@@ -441,32 +450,68 @@ public final class PairApplier: @unchecked Sendable {
             if copied.insert(index).inserted {
                 if runStart == nil { runStart = index }
             } else {
-                try flush(upTo: index)
+                flush(upTo: index)
             }
         }
-        try flush(upTo: last + 1)
+        flush(upTo: last + 1)
     }
 
-    /// One UNDO record holding the target's `count` bytes at `offset`, read straight into the journal's
-    /// buffer (through `undoBuffer` when read with O_DIRECT).
-    private func appendUndo(seq: UInt64, offset: UInt64, count: Int) throws {
-        let fixed = UndoRecord.fixedSize
-        try journal.append(.undo, payloadCount: fixed + count) { payload in
-            UndoRecord(seq: seq, offset: offset, length: UInt32(count)).encodeFixed(into: payload)
-            let data = UnsafeMutableRawBufferPointer(rebasing: payload[fixed...])
-            var read = -1
-            if let direct, count >= Self.directReadMinimum, DirectIO.isAligned(offset), DirectIO.isAligned(count) {
-                let buffer = undoBuffer
-                do {
-                    read = try direct.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[..<count]), at: offset)
-                    if read == count { data.copyMemory(from: UnsafeRawBufferPointer(rebasing: buffer.bytes[..<count])) }
-                } catch JournalError.io(_, _, EINVAL) {
-                    // The target's block size is above the alignment: through the page cache after all.
-                }
+    /// Appends the UNDO records, in order. Large aligned pieces are read with O_DIRECT into the two
+    /// halves of `ioBuffer` in turn, the next one on the read-ahead thread while this one is copied
+    /// into the journal; the others are read through the page cache straight into their record.
+    private func saveUndo(_ pieces: [UndoPiece]) throws {
+        guard !pieces.isEmpty else { return }
+        let buffer = ioBuffer
+        let half = buffer.count / 2
+        func isDirect(_ piece: UndoPiece) -> Bool {
+            direct != nil && piece.count >= Self.directReadMinimum && piece.count <= half
+                && DirectIO.isAligned(piece.offset) && DirectIO.isAligned(piece.count)
+        }
+        func start(_ index: Int, into slot: Int) -> BackgroundRead? {
+            guard index < pieces.count, isDirect(pieces[index]) else { return nil }
+            let piece = pieces[index]
+            return BackgroundRead(on: reader) {
+                try self.direct!.read(into: UnsafeMutableRawBufferPointer(rebasing: buffer.bytes[(slot * half)..<(slot * half + piece.count)]),
+                                      at: piece.offset)
             }
-            if read < 0 { read = try target.read(into: data, at: offset) }
-            guard read == count else {
-                throw JournalError.io(operation: "pread (short: \(read) of \(count) bytes)", path: target.path, errno: EIO)
+        }
+        var slot = 0
+        var reading = start(0, into: slot)
+        defer { _ = try? reading?.wait() }  // never leave a read into the buffer running
+        for (index, piece) in pieces.enumerated() {
+            let read = reading
+            reading = nil
+            let readSlot = slot
+            if read != nil {
+                slot = 1 - slot
+            }
+            // The next direct read starts now, into the other half, while this one is journaled.
+            if let read {
+                let n: Int
+                do { n = try read.wait() } catch JournalError.io(_, _, EINVAL) { n = -1 }
+                reading = start(index + 1, into: slot)
+                try appendUndo(piece, from: n == piece.count ? UnsafeRawBufferPointer(rebasing: buffer.bytes[(readSlot * half)..<(readSlot * half + n)]) : nil)
+            } else {
+                try appendUndo(piece, from: nil)
+                reading = start(index + 1, into: slot)
+            }
+        }
+    }
+
+    /// One UNDO record: its data copied from `data` when given (read with O_DIRECT), else read
+    /// through the page cache straight into the journal's buffer.
+    private func appendUndo(_ piece: UndoPiece, from data: UnsafeRawBufferPointer?) throws {
+        let fixed = UndoRecord.fixedSize
+        try journal.append(.undo, payloadCount: fixed + piece.count) { payload in
+            UndoRecord(seq: piece.seq, offset: piece.offset, length: UInt32(piece.count)).encodeFixed(into: payload)
+            let slot = UnsafeMutableRawBufferPointer(rebasing: payload[fixed...])
+            if let data {
+                slot.copyMemory(from: data)
+                return
+            }
+            let read = try target.read(into: slot, at: piece.offset)
+            guard read == piece.count else {
+                throw JournalError.io(operation: "pread (short: \(read) of \(piece.count) bytes)", path: target.path, errno: EIO)
             }
         }
     }
