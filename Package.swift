@@ -25,7 +25,7 @@ let package = Package(
         // Entry point only: everything it does lives in MTAgentCLI.
         .executableTarget(
             name: "mt-agent",
-            dependencies: ["MTAgentCLI"]
+            dependencies: ["MTAgentCLI", "CMTShim"]
         ),
         // One file per subcommand: parse, call the core, render text or JSON.
         .target(
@@ -51,7 +51,8 @@ let package = Package(
         // Sendable value types and rules; no I/O.
         .target(name: "MTAgentCore"),
         // The system: libudev, libblkid, sysfs/procfs readers, block-device ioctls.
-        // It and MTAgentJournal (CMTShim's CRC-32C) are the only modules that import C.
+        // It, MTAgentJournal (CMTShim's CRC-32C) and the entry point (one malloc arena) are the only
+        // modules that import C.
         .target(
             name: "MTAgentLinux",
             dependencies: [

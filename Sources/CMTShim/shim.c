@@ -5,6 +5,7 @@
 #include <linux/fs.h>
 #include <sys/timex.h>
 #include <pthread.h>
+#include <malloc.h>
 #include <string.h>
 
 int mt_blk_getsize64(int fd, uint64_t *bytes) { return ioctl(fd, BLKGETSIZE64, bytes); }
@@ -18,6 +19,8 @@ int mt_clock_synchronized(void) {
     if (state < 0) return -1;
     return (state == TIME_ERROR || (tx.status & STA_UNSYNC)) ? 0 : 1;
 }
+
+int mt_malloc_one_arena(void) { return mallopt(M_ARENA_MAX, 1); }
 
 /* CRC-32C: reflected polynomial 0x82F63B78, initial value and final xor 0xFFFFFFFF. */
 

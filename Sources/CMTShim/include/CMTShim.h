@@ -19,4 +19,8 @@ int mt_clock_synchronized(void);
 /// the CPU has it, a table otherwise.
 uint32_t mt_crc32c(uint32_t crc, const void *data, size_t length);
 
+/// Limits malloc to one arena (mallopt M_ARENA_MAX), which takes effect only when called before
+/// any thread but the main one allocates. Returns mallopt's result: 1 on success.
+int mt_malloc_one_arena(void);
+
 #endif
