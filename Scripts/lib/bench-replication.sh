@@ -230,6 +230,21 @@ bench_replication() {
     read -r a_bw a_rt < <("$PY" "$RB_PY" fio-bw "$WORK/fio.json")
     a_mibps="$(awk -v b="$a_bw" 'BEGIN { printf "%.3f", b / 1048576 }')"
     rb_fig a_mibps "$a_mibps"; rb_fig a_runtime "$a_rt"; rb_fig a_wall "$(rb_sub "$t0" "$t1")"
+    # (a') The disk work (d) cannot avoid, by fio alone (no CPU, no network): for each 1 MiB
+    # written, the old content read from the target, appended to the journal, and the new content
+    # written to the target, as three concurrent jobs. Its time bounds (d) from below.
+    log "(a') fio: (d)'s disk work (random reads and writes of $RB_TGT, sequential journal writes)"
+    rb_drop_caches
+    fio --output-format=json --output="$WORK/fio-d.json" \
+        --name=old --filename="$RB_TGT" --rw=randread --bs=1M --size="$size" --direct=1 --ioengine=psync \
+        --name=journal --filename="$WORK/ret/fio-journal" --rw=write --bs=4M --size="$size" --direct=1 \
+        --ioengine=psync --end_fsync=1 \
+        --name=new --filename="$RB_TGT" --rw=randwrite --bs=1M --size="$size" --direct=1 --ioengine=psync \
+        --end_fsync=1 >"$WORK/fio-d.err" 2>&1 || { cat "$WORK/fio-d.err" "$WORK/fio-d.json" >&2; die "fio (a') failed"; }
+    rm -f "$WORK/ret/fio-journal"
+    local a2_seconds a2_jobs
+    read -r a2_seconds a2_jobs < <("$PY" "$RB_PY" fio-jobs "$WORK/fio-d.json")
+    rb_fig a2_seconds "$a2_seconds"; rb_fig a2_jobs "$a2_jobs"
     # Tags a second come from the sender's clock (--tag-interval 1); BENCH_TAG_EVERY=N puts a tag
     # every N writes into the trace instead.
     tag_every="${BENCH_TAG_EVERY:-0}"
