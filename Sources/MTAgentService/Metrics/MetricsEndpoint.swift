@@ -56,7 +56,7 @@ public final class MetricsEndpoint: Service, Sendable {
                     for try await connection in connections {
                         // Scrapers keep their connection open between scrapes: end it on shutdown.
                         tasks.addTask {
-                            try? await cancelWhenGracefulShutdown { await Self.serve(connection, exposition: exposition, logger: logger) }
+                            await cancelWhenGracefulShutdown { await Self.serve(connection, exposition: exposition, logger: logger) }
                         }
                     }
                 }

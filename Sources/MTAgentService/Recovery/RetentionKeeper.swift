@@ -45,8 +45,10 @@ struct RetentionKeeper: Service {
     }
 
     func pass() async {
-        let window = policy.current.retentionWindow
-        let policy = policy.current.spacePolicy
+        // One read: a reload between two reads could mix a window and a policy of different files.
+        let settings = policy.current
+        let window = settings.retentionWindow
+        let spacePolicy = settings.spacePolicy
         do {
             let pairs = try catalog.pairs().count
             let reserve = RetentionRules.requiredFreeBytes(pairs: pairs)
@@ -54,7 +56,7 @@ struct RetentionKeeper: Service {
             clock_gettime(CLOCK_REALTIME, &now)
             let nowNs = UInt64(now.tv_sec) * 1_000_000_000 + UInt64(now.tv_nsec)
             let windowNs = UInt64(window.components.seconds) * 1_000_000_000
-            let report = try await desk.prune(now: nowNs, windowNs: windowNs, pruneForSpace: policy == .pruneOldest,
+            let report = try await desk.prune(now: nowNs, windowNs: windowNs, pruneForSpace: spacePolicy == .pruneOldest,
                                               reserve: reserve, retention: retention)
             if report.segmentsRemoved > 0 {
                 logger.info("removed journal segments no recovery point needs", metadata: [
@@ -63,9 +65,9 @@ struct RetentionKeeper: Service {
             let free = try availableBytes(retention)
             if report.stillShort {
                 let why = "the retention volume \(retention) has \(free >> 20) MiB free, under its reserve of \(reserve >> 20) MiB"
-                    + (policy == .stop ? " and space_policy is stop: replication is stopped until space is freed"
+                    + (spacePolicy == .stop ? " and space_policy is stop: replication is stopped until space is freed"
                                        : ": only each group's newest point is left to prune")
-                if policy == .stop {
+                if spacePolicy == .stop {
                     if gate.close(why) { logger.error("retention volume full: replication stopped", metadata: ["reason": "\(why)"]) }
                     for group in try catalog.groups() where try catalog.failover(group: group) == nil {
                         await stopGroup(group, why)

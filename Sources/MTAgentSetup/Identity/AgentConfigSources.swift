@@ -51,7 +51,12 @@ public struct AgentConfigSources: Sendable {
         let lines = try AgentConfig.lines(fileText, path: path)
         // The file must be valid on its own, even where an override hides a value: the override
         // may go away at the next start.
-        _ = try AgentConfig.parse(fileText, path: path)
+        var fileAlone = AgentConfig()
+        for line in lines {
+            if let problem = fileAlone.set(line.key, line.value) {
+                throw AgentConfigError(path: path, line: line.number, key: line.key, problem: problem)
+            }
+        }
         for key in commandLine.keys.sorted() {
             if let problem = AgentConfig.unknownKey(key) {
                 throw AgentConfigError(path: "--set", line: nil, key: key, problem: problem)
@@ -71,25 +76,19 @@ public struct AgentConfigSources: Sendable {
             // Keys are plain snake_case names: one component each, never split on dots.
             guard let value = reader.string(forKey: ConfigKey([key])) else { continue }
             if let problem = config.set(key, value) {
-                throw source(of: key, lines: lines).error(key: key, problem: problem)
+                let (path, line) = source(of: key, lines: lines)
+                throw AgentConfigError(path: path, line: line, key: key, problem: problem)
             }
         }
         return config
     }
 
-    /// Where the value the reader chose for `key` came from, in the same order of strength.
-    private func source(of key: String, lines: [AgentConfig.Line]) -> AgentConfigError {
-        if commandLine[key] != nil { return AgentConfigError(path: "--set", line: nil, key: nil, problem: "") }
-        if environment[Self.environmentName(key)] != nil {
-            return AgentConfigError(path: "environment \(Self.environmentName(key))", line: nil, key: nil, problem: "")
-        }
-        return AgentConfigError(path: path, line: lines.first { $0.key == key }?.number, key: nil, problem: "")
-    }
-}
-
-extension AgentConfigError {
-    fileprivate func error(key: String, problem: String) -> AgentConfigError {
-        AgentConfigError(path: path, line: line, key: key, problem: problem)
+    /// Where the value the reader chose for `key` came from, in the same order of strength: what an
+    /// error about it names (a file line only for the file).
+    private func source(of key: String, lines: [AgentConfig.Line]) -> (path: String, line: Int?) {
+        if commandLine[key] != nil { return ("--set", nil) }
+        if environment[Self.environmentName(key)] != nil { return ("environment \(Self.environmentName(key))", nil) }
+        return (path, lines.first { $0.key == key }?.number)
     }
 }
 
