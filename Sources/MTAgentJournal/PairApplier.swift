@@ -479,22 +479,19 @@ public final class PairApplier: @unchecked Sendable {
         var reading = start(0, into: slot)
         defer { _ = try? reading?.wait() }  // never leave a read into the buffer running
         for (index, piece) in pieces.enumerated() {
-            let read = reading
-            reading = nil
-            let readSlot = slot
-            if read != nil {
-                slot = 1 - slot
-            }
-            // The next direct read starts now, into the other half, while this one is journaled.
-            if let read {
-                let n: Int
-                do { n = try read.wait() } catch JournalError.io(_, _, EINVAL) { n = -1 }
-                reading = start(index + 1, into: slot)
-                try appendUndo(piece, from: n == piece.count ? UnsafeRawBufferPointer(rebasing: buffer.bytes[(readSlot * half)..<(readSlot * half + n)]) : nil)
-            } else {
+            guard let read = reading else {
                 try appendUndo(piece, from: nil)
                 reading = start(index + 1, into: slot)
+                continue
             }
+            reading = nil
+            let readSlot = slot
+            slot = 1 - slot
+            let n: Int
+            do { n = try read.wait() } catch JournalError.io(_, _, EINVAL) { n = -1 }  // block size above the alignment
+            // The next direct read starts now, into the other half, while this one is journaled.
+            reading = start(index + 1, into: slot)
+            try appendUndo(piece, from: n == piece.count ? UnsafeRawBufferPointer(rebasing: buffer.bytes[(readSlot * half)..<(readSlot * half + n)]) : nil)
         }
     }
 

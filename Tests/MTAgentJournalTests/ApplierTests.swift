@@ -68,9 +68,7 @@ struct ApplierTests {
     @Test func duplicatesAreIgnored() throws {
         var rng = SplitMix(seed: 10)
         let fixture = try Fixture()
-        let target = try fixture.makeTarget("d", size: 65536, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: 65536)
-        let applier = try fixture.open(pair)
+        let (target, _, applier) = try fixture.openNewPair("d", size: 65536, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         try driver.resync()
         driver.write(0, [UInt8](repeating: 1, count: 4096))
@@ -128,9 +126,7 @@ struct ApplierTests {
     @Test func writePastTheEndIsRefused() throws {
         var rng = SplitMix(seed: 12)
         let fixture = try Fixture()
-        let target = try fixture.makeTarget("d", size: 8192, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: 8192)
-        let applier = try fixture.open(pair)
+        let (target, _, applier) = try fixture.openNewPair("d", size: 8192, rng: &rng)
         let before = try readFile(target)
         #expect(applier.accept(.write(seq: 1, offset: 8000, data: [UInt8](repeating: 1, count: 193)))
                 == .refused("write past the end of the target: 8000+193 > 8192"))
@@ -143,9 +139,7 @@ struct ApplierTests {
     @Test func undoOnlyAfterTheBaseline() throws {
         var rng = SplitMix(seed: 13)
         let fixture = try Fixture()
-        let target = try fixture.makeTarget("d", size: 65536, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: 65536)
-        let applier = try fixture.open(pair)
+        let (target, _, applier) = try fixture.openNewPair("d", size: 65536, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         driver.seq += 1; _ = applier.accept(.resyncBegin(seq: driver.seq))
         driver.write(0, rng.bytes(5000))
@@ -218,9 +212,7 @@ struct ApplierTests {
         var rng = SplitMix(seed: 15)
         let fixture = try Fixture()
         let size = 3 * 65536 + 1000
-        let target = try fixture.makeTarget("d", size: size, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: UInt64(size))
-        let applier = try fixture.open(pair)
+        let (target, _, applier) = try fixture.openNewPair("d", size: size, rng: &rng)
         let bytes = try readFile(target)
         func read(_ offset: UInt64, _ count: Int, granule: Int = 4096) throws -> [UInt8] {
             var out: [UInt8] = []
@@ -241,9 +233,7 @@ struct ApplierTests {
         var rng = SplitMix(seed: 16)
         let fixture = try Fixture()
         let size = 24 << 20
-        let target = try fixture.makeTarget("d", size: size, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: UInt64(size))
-        let applier = try fixture.open(pair)
+        let (target, _, applier) = try fixture.openNewPair("d", size: size, rng: &rng)
         var expected = try readFile(target)
         var seq: UInt64 = 0
         func write(_ offset: Int, _ data: [UInt8]) {
@@ -266,9 +256,7 @@ struct ApplierTests {
         var rng = SplitMix(seed: 17)
         let fixture = try Fixture()
         let size = 16 << 20
-        let target = try fixture.makeTarget("d", size: size, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: UInt64(size))
-        let applier = try fixture.open(pair)
+        let (target, _, applier) = try fixture.openNewPair("d", size: size, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         try driver.resync()
         var snapshots: [UInt64: [UInt8]] = [:]

@@ -49,9 +49,7 @@ struct CatalogTests {
     @Test func openRepairsTheCatalog() throws {
         var rng = SplitMix(seed: 31)
         let fixture = try Fixture()
-        let target = try fixture.makeTarget("d", size: 65536, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: 65536)
-        let applier = try fixture.open(pair)
+        let (target, pair, applier) = try fixture.openNewPair("d", size: 65536, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         try driver.resync()
         driver.tag(1)

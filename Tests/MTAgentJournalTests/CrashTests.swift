@@ -12,9 +12,7 @@ struct CrashTests {
         var rng = SplitMix(seed: 20)
         let original = try Fixture()
         let size = 128 * 1024
-        let target = try original.makeTarget("d", size: size, rng: &rng)
-        let pair = try original.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: UInt64(size))
-        let applier = try original.open(pair)
+        let (target, _, applier) = try original.openNewPair("d", size: size, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         try driver.resync()
         var snapshots: [UInt64: [UInt8]] = [:]
@@ -112,9 +110,7 @@ struct CrashTests {
     @Test func corruptionInTheMiddleRefusesToOpen() throws {
         var rng = SplitMix(seed: 21)
         let fixture = try Fixture()
-        let target = try fixture.makeTarget("d", size: 65536, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: 65536)
-        let applier = try fixture.open(pair)
+        let (target, pair, applier) = try fixture.openNewPair("d", size: 65536, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         try driver.resync()
         driver.tag(1)
@@ -148,9 +144,7 @@ struct CrashTests {
     @Test func damagedLastRecordIsCut() throws {
         var rng = SplitMix(seed: 22)
         let fixture = try Fixture()
-        let target = try fixture.makeTarget("d", size: 65536, rng: &rng)
-        let pair = try fixture.catalog.registerPair(id: "d", group: "g", target: target, sourceSize: 65536)
-        let applier = try fixture.open(pair)
+        let (target, pair, applier) = try fixture.openNewPair("d", size: 65536, rng: &rng)
         var driver = Driver(applier: applier, source: try readFile(target))
         try driver.resync()
         let resynced = driver.seq

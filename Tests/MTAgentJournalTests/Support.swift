@@ -33,6 +33,13 @@ final class Fixture {
     }
 
     func journal(_ pairID: String) -> String { journalRoot + "/" + pairID }
+
+    /// A target of `size` random bytes, registered as pair `id` of group "g", and its applier.
+    func openNewPair(_ id: String, size: Int, rng: inout SplitMix) throws -> (target: String, pair: PairInfo, applier: PairApplier) {
+        let target = try makeTarget(id, size: size, rng: &rng)
+        let pair = try catalog.registerPair(id: id, group: "g", target: target, sourceSize: UInt64(size))
+        return (target, pair, try open(pair))
+    }
 }
 
 let quietLogger = Logger(label: "mt-agent.journal.tests", factory: { _ in SwiftLogNoOpLogHandler() })
