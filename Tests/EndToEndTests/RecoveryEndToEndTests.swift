@@ -44,6 +44,7 @@ struct RecoveryEndToEndTests {
 
     struct Point: Decodable {
         var id: Int64
+        var tagID: UInt64
         var kind: String
         var name: String
         var latest: Bool
@@ -87,6 +88,8 @@ struct RecoveryEndToEndTests {
         #expect(points.count == 10 && points.first?.latest == true)
         let app = try #require(points.first { $0.latestApp })
         #expect(app.kind == "app" && app.name == "t8")
+        // Newest first, each with the sender's TAG id beside the catalog's point id.
+        #expect(zip(points, points.dropFirst()).allSatisfy { $0.tagID > $1.tagID && $0.id > $1.id })
 
         // A sender still following the source when the operator fails over.
         let follower = try Background(lab.sendArguments("follow", source: source, pair: "p1", target: target) + ["--interval", "0.5"],

@@ -36,6 +36,8 @@ struct RecoveryOptions: ParsableArguments {
 /// A point as `points` prints it in JSON.
 struct PointRow: Codable {
     var id: Int64
+    /// The sender's TAG id (docs/PROTOCOL.md §7): what a sender knows the point by; `id` is the catalog's.
+    var tagID: UInt64
     var kind: String
     var name: String
     var sourceTime: String
@@ -47,6 +49,7 @@ struct PointRow: Codable {
 
     init(_ p: ListedPoint) {
         id = p.point.id
+        tagID = p.point.tagID
         kind = p.point.kind.name
         name = p.point.name
         sourceTime = PointSummary.format(p.point.sourceTime)
