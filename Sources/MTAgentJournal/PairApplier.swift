@@ -97,7 +97,7 @@ public final class PairApplier: @unchecked Sendable {
         let targetSize = try target.size()
 
         // The id is a name: a directory of its own under the journal root, reached without following a link.
-        let directory = try RetentionDirectory.open(journalRoot, create: true).child(id, create: true)!.path
+        let directory = try RetentionDirectory.open(journalRoot, create: true).make(id).path
         let segments = try JournalFormat.segments(in: directory)
 
         var lastCommit = CommitRecord(durableSeq: 0, state: .new, resyncOffset: 0, hasBaseline: false, reason: "")

@@ -77,6 +77,17 @@ public final class RetentionDirectory {
         return try RetentionDirectory(fd: child, path: childPath)
     }
 
+    /// The subdirectory `name`, created when missing; a symlink or non-directory there is refused.
+    public func make(_ name: Identifier) throws -> RetentionDirectory {
+        guard let child = try child(name, create: true) else { throw RetentionPathError.io(operation: "open", path: path + "/" + name.value, errno: ENOENT) }
+        return child
+    }
+
+    /// Walks down `names` from here, creating what is missing.
+    public func make(_ names: [Identifier]) throws -> RetentionDirectory {
+        try names.reduce(self) { try $0.make($1) }
+    }
+
     /// Walks down `names` from here; nil if one is missing and `create` is not set.
     public func descend(_ names: [Identifier], create: Bool) throws -> RetentionDirectory? {
         var current = self

@@ -28,13 +28,13 @@ public struct RetentionLayout: Sendable {
     /// Creates (when missing) and checks the pair's journal directory; returns its path.
     @discardableResult
     public func makeJournal(_ pair: Identifier) throws -> String {
-        try openBase(create: true).descend([Self.journalName, pair], create: true)!.path
+        try openBase(create: true).make([Self.journalName, pair]).path
     }
 
     /// Creates (when missing) and checks the pair's saved-store directory; returns its path.
     @discardableResult
     public func makeSaved(_ pair: Identifier) throws -> String {
-        try openBase(create: true).descend([Self.failoverName, pair], create: true)!.path
+        try openBase(create: true).make([Self.failoverName, pair]).path
     }
 
     /// Deletes the pair's journal directory and all in it; returns the bytes freed.
