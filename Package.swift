@@ -191,7 +191,7 @@ let package = Package(
         .testTarget(
             name: "EndToEndTests",
             dependencies: [
-                "MTAgentCore", "MTAgentJournal", "MTAgentReplication",
+                "MTAgentCore", "MTAgentJournal", "MTAgentReplication", "MTAgentSetup",
                 .product(name: "Crypto", package: "swift-crypto"),
             ]
         ),

@@ -199,7 +199,10 @@ public final class Catalog: Sendable {
     /// records and recovery points are only meaningful for the disk they were taken from.
     @discardableResult
     public func registerPair(id: String, group: String, target: String, sourceSize: UInt64) throws -> PairInfo {
-        try pool.write { db in
+        // The last line of defence: an id becomes a directory name (the server refuses bad ones first).
+        _ = try Identifier(validating: id, kind: .pair)
+        _ = try Identifier(validating: group, kind: .group)
+        return try pool.write { db in
             if let existing = try Self.pair(db, id: id) {
                 guard existing.group == group, existing.target == target else {
                     throw CatalogError.pairConflict(id: id, registeredGroup: existing.group,

@@ -75,17 +75,29 @@ public final class PairApplier: @unchecked Sendable {
     /// Opens the target and the pair's journal under `<journalRoot>/<pair-id>/`, repairing what a crash left:
     /// a torn tail is cut, records after the last COMMIT are closed by an ABORT record, the newest COMMIT
     /// gives the durable state, and the catalog is brought up to date with it and with every durable tag.
-    public static func open(pair: PairInfo, targetPath: String, journalRoot: String, catalog: Catalog,
-                            logger: Logger, segmentLimit: UInt64 = 256 << 20) throws -> PairApplier {
+    /// The target is opened without following a link and must be `admitted`, the node the target rules
+    /// judged (nil only where no rules ran: tests on scratch files).
+    public static func open(pair: PairInfo, targetPath: String, admitted: AdmittedTarget.Node?, journalRoot: String,
+                            catalog: Catalog, logger: Logger, segmentLimit: UInt64 = 256 << 20) throws -> PairApplier {
+        let id = try Identifier(validating: pair.id, kind: .pair)  // before anything is opened or made
         var logger = logger
         logger[metadataKey: "pair.id"] = "\(pair.id)"
         guard try catalog.pair(id: pair.id) != nil else { throw JournalError.unregisteredPair(pair.id) }
-        let target = try PosixFile(path: targetPath, flags: O_RDWR)
-        let direct = try? PosixFile(path: targetPath, flags: O_RDWR | DirectIO.openFlag)
+        let target = try PosixFile.openTarget(targetPath, flags: O_RDWR, admitted: admitted)
+        let node = try target.node()
+        // The same node again, or none (O_DIRECT refused, e.g. tmpfs).
+        let direct: PosixFile?
+        do {
+            direct = try PosixFile.openTarget(targetPath, flags: O_RDWR | DirectIO.openFlag, admitted: node)
+        } catch let error as TargetOpenError {
+            throw error
+        } catch {
+            direct = nil
+        }
         let targetSize = try target.size()
 
-        let directory = journalRoot + "/" + pair.id
-        try makeDirectories(directory)
+        // The id is a name: a directory of its own under the journal root, reached without following a link.
+        let directory = try RetentionDirectory.open(journalRoot, create: true).make(id).path
         let segments = try JournalFormat.segments(in: directory)
 
         var lastCommit = CommitRecord(durableSeq: 0, state: .new, resyncOffset: 0, hasBaseline: false, reason: "")

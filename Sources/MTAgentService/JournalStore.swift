@@ -23,8 +23,13 @@ public final class JournalStore: ReplicaStore {
     let segmentLimit: UInt64 = ProcessInfo.processInfo.environment["MT_AGENT_JOURNAL_SEGMENT_BYTES"].flatMap { UInt64($0) }
         .map { max($0, 64 << 10) } ?? 256 << 20
 
-    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate()) {
+    /// The lab setting `allow_file_targets`: regular files may be targets (off in production).
+    let allowFileTargets: Bool
+
+    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate(),
+                allowFileTargets: Bool = false) {
         self.gate = gate
+        self.allowFileTargets = allowFileTargets
         self.catalog = catalog
         self.retentionPath = retentionPath
         self.journalRoot = RetentionLayout(retention: retentionPath).journalRoot
@@ -35,18 +40,21 @@ public final class JournalStore: ReplicaStore {
     public static func catalogPath(retention: String) -> String { RetentionLayout(retention: retention).catalog }
 
     /// The facts `TargetRules` judges for `identity` (also `mt-agent check target`).
-    public func facts(identity: String, pairID: String?, group: String?, sourceSize: UInt64?) throws -> (TargetFacts, devicePath: String?) {
+    public func facts(identity: String, pairID: String?, group: String?, sourceSize: UInt64?) throws -> (TargetFacts, admitted: AdmittedTarget?) {
         let assigned = try catalog.assignments().first { $0.target == identity }?.group
-        let (device, path, retentionDisks) = try inspector.inspect(identity: identity, retentionPath: retentionPath)
+        let found = try inspector.inspect(identity: identity, retentionPath: retentionPath)
         let other = try catalog.pairs().first { $0.target == identity && $0.id != pairID }?.id
-        let facts = TargetFacts(identity: identity, device: device, assignedGroup: assigned, requestedGroup: group,
-                                retentionDisks: retentionDisks, retentionPath: retentionPath, otherPair: other, sourceSize: sourceSize)
-        return (facts, path)
+        var facts = TargetFacts(identity: identity, device: found.device, assignedGroup: assigned, requestedGroup: group,
+                                retentionDisks: found.retentionDisks, retentionPath: found.retentionPath ?? retentionPath,
+                                otherPair: other, sourceSize: sourceSize)
+        facts.allowFileTargets = allowFileTargets
+        facts.fileOnRetentionFilesystem = found.fileOnRetentionFilesystem
+        return (facts, found.admitted)
     }
 
     public func admit(pairID: String, group: String, target: String, sourceSize: UInt64) throws {
         try refuseIfFailedOver(group: group)
-        _ = try admittedPath(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
+        _ = try admittedTarget(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
     }
 
     /// After `mt-agent failover` the targets belong to the operator until commit: nothing of the group
@@ -58,19 +66,23 @@ public final class JournalStore: ReplicaStore {
             + "the master target accepts nothing for it until 'mt-agent commit --group \(group)', after which its targets are released")
     }
 
-    /// The device or file the target resolves to now, once every target rule passes.
-    func admittedPath(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> String {
-        let (facts, path) = try facts(identity: target, pairID: pairID, group: group, sourceSize: sourceSize)
+    /// The device or file the target resolves to now, once every target rule passes, and the node it is.
+    func admittedTarget(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> AdmittedTarget {
+        let (facts, admitted) = try facts(identity: target, pairID: pairID, group: group, sourceSize: sourceSize)
         if let refusal = TargetRules.refusals(facts).first {
+            if refusal.id == "target.kind" {
+                logger.warning("file target refused: allow_file_targets is off", metadata: ["target": "\(target)", "pair.id": "\(pairID)"])
+            }
             throw StoreRefusal(.targetRefused, "\(refusal.id): \(refusal.message)" + (refusal.fix.map { " — \($0)" } ?? ""))
         }
-        guard let path else { throw StoreRefusal(.targetRefused, "target.identity: \(target) cannot be resolved") }
-        return path
+        guard let admitted else { throw StoreRefusal(.targetRefused, "target.identity: \(target) cannot be resolved") }
+        return admitted
     }
 
     public func open(pairID: String, group: String, target: String, sourceSize: UInt64) throws -> any ReplicaPair {
         try refuseIfFailedOver(group: group)
-        let path = try admittedPath(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
+        let admitted = try admittedTarget(pairID: pairID, group: group, target: target, sourceSize: sourceSize)
+        let path = admitted.path
         let info: PairInfo
         do {
             info = try catalog.registerPair(id: pairID, group: group, target: target, sourceSize: sourceSize)
@@ -81,7 +93,7 @@ public final class JournalStore: ReplicaStore {
         pairLogger[metadataKey: "pair.id"] = "\(pairID)"
         pairLogger[metadataKey: "group.id"] = "\(group)"
         do {
-            let applier = try PairApplier.open(pair: info, targetPath: path, journalRoot: journalRoot, catalog: catalog,
+            let applier = try PairApplier.open(pair: info, targetPath: path, admitted: admitted.node, journalRoot: journalRoot, catalog: catalog,
                                                logger: pairLogger, segmentLimit: segmentLimit)
             return JournalPair(applier: applier, metrics: AppliedMetrics(pairID: pairID, group: group))
         } catch {
@@ -94,7 +106,7 @@ extension JournalStore {
     /// Points, failover and commit over this store's catalog; targets resolved and judged like an OPEN_PAIR's.
     public func recovery(logger: Logger) -> Recovery {
         Recovery(catalog: catalog, layout: RetentionLayout(retention: retentionPath), logger: logger) { [self] pair in
-            try admittedPath(pairID: pair.id, group: pair.group, target: pair.target, sourceSize: pair.sourceSize)
+            try admittedTarget(pairID: pair.id, group: pair.group, target: pair.target, sourceSize: pair.sourceSize)
         }
     }
 }

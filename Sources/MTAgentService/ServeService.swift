@@ -28,6 +28,8 @@ public struct ServeAssembly {
     /// bootstrapped (the library only emits through swift-metrics).
     public var metricsExposition: @Sendable () -> [UInt8]
     public var logger: Logger
+    /// The lab setting `allow_file_targets` (off: targets are block devices only).
+    public var allowFileTargets = false
 
     public init(server: ServerConfiguration, retentionPath: String, policy: ServicePolicy,
                 reload: @escaping @Sendable () -> ConfigReload, root: String = "/", version: String,
@@ -57,7 +59,8 @@ public struct ServeAssembly {
         let catalog = try Catalog(path: layout.catalog)
         let gate = SpaceGate()
         let store = JournalStore(catalog: catalog, retentionPath: retentionPath,
-                                 inspector: TargetInspector.forRoot(root, logger: logger), logger: logger, gate: gate)
+                                 inspector: TargetInspector.forRoot(root, logger: logger), logger: logger, gate: gate,
+                                 allowFileTargets: allowFileTargets)
         let recovery = store.recovery(logger: logger)
         // A failover or commit killed half-way is finished before any sender can connect.
         let finished = try recovery.finishInterrupted()

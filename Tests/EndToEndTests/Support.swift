@@ -5,8 +5,10 @@ extension Tag {
     @Tag static var large: Self
 }
 
-/// The built `mt-agent`, next to this test bundle in the build directory.
+/// The built `mt-agent`, next to this test bundle in the build directory (`MT_AGENT_BINARY`
+/// names another one, e.g. an older build to show that a new test fails against it).
 let binary: String = {
+    if let path = ProcessInfo.processInfo.environment["MT_AGENT_BINARY"], !path.isEmpty { return path }
     let exe = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? ""
     var dir = URL(fileURLWithPath: exe).deletingLastPathComponent()
     // The test runner may be inside a bundle directory (….xctest/…).

@@ -59,10 +59,27 @@ struct TargetRulesTests {
         #expect(failing(Self.facts(.ambiguous([Self.free("sdc"), Self.free("sdd")]))) == ["target.identity"])
     }
 
+    static func lab(_ device: TargetFacts.Device, onRetentionFilesystem: Bool = false) -> TargetFacts {
+        var f = facts(device)
+        f.allowFileTargets = true
+        f.fileOnRetentionFilesystem = onRetentionFilesystem
+        return f
+    }
+
     @Test func labFilesMustBeLargeEnoughAndOffTheRetentionVolume() {
-        #expect(failing(Self.facts(.file(path: "/var/tmp/t.img", size: 8 << 30))).isEmpty)
-        #expect(failing(Self.facts(.file(path: "/var/tmp/t.img", size: 1 << 30))) == ["target.size"])
-        #expect(failing(Self.facts(.file(path: "/mnt/retention/t.img", size: 8 << 30))) == ["target.retention"])
-        #expect(failing(Self.facts(.file(path: "/mnt/retention2/t.img", size: 8 << 30))).isEmpty)
+        #expect(failing(Self.lab(.file(path: "/var/tmp/t.img", size: 8 << 30))).isEmpty)
+        #expect(failing(Self.lab(.file(path: "/var/tmp/t.img", size: 1 << 30))) == ["target.size"])
+        #expect(failing(Self.lab(.file(path: "/mnt/retention/t.img", size: 8 << 30))) == ["target.retention"])
+        #expect(failing(Self.lab(.file(path: "/mnt/retention2/t.img", size: 8 << 30))).isEmpty)
+        // Same filesystem as the retention directory, wherever the path is (a bind mount, say).
+        #expect(failing(Self.lab(.file(path: "/srv/t.img", size: 8 << 30), onRetentionFilesystem: true)) == ["target.retention"])
+    }
+
+    @Test func aRegularFileIsNoTargetWithoutTheLabSetting() {
+        let f = Self.facts(.file(path: "/etc/shadow", size: 1024), source: nil)
+        #expect(failing(f) == ["target.kind"])
+        let kind = TargetRules.refusals(f).first
+        #expect(kind?.message == "/etc/shadow is a regular file, not a block device")
+        #expect(kind?.fix?.contains("allow_file_targets") == true)
     }
 }

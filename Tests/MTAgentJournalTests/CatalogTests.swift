@@ -59,7 +59,7 @@ struct CatalogTests {
         // A fresh catalog stands in for one that missed the last updates.
         let other = try Catalog(path: fixture.directory + "/other.sqlite")
         try other.registerPair(id: "d", group: "g", target: target, sourceSize: 65536)
-        _ = try PairApplier.open(pair: pair, targetPath: target, journalRoot: fixture.journalRoot, catalog: other,
+        _ = try PairApplier.open(pair: pair, targetPath: target, admitted: nil, journalRoot: fixture.journalRoot, catalog: other,
                                  logger: quietLogger)
         #expect(try other.pair(id: "d")?.state == .inSync)
         #expect(try other.pair(id: "d")?.hasBaseline == true)

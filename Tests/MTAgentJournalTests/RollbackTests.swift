@@ -46,7 +46,7 @@ struct RollbackTests {
 
         func roll(to index: Int, progress: (RollbackProgress) throws -> Void = { _ in }) throws -> RollbackStats {
             try PairRollback.roll(pairJournal: fixture.journal("p"), savedDirectory: saved,
-                                  to: snapshots[index].position, target: pair.target, segmentLimit: 32 << 10, progress: progress)
+                                  to: snapshots[index].position, target: pair.target, admitted: nil, segmentLimit: 32 << 10, progress: progress)
         }
     }
 
@@ -163,7 +163,7 @@ struct RollbackTests {
         let before = try readFile(w.pair.target)
         let bogus = JournalPosition(segment: w.snapshots[1].position.segment, offset: w.snapshots[1].position.offset + 1)
         #expect(throws: JournalError.self) {
-            try PairRollback.roll(pairJournal: w.fixture.journal("p"), savedDirectory: w.saved, to: bogus, target: w.pair.target)
+            try PairRollback.roll(pairJournal: w.fixture.journal("p"), savedDirectory: w.saved, to: bogus, target: w.pair.target, admitted: nil)
         }
         #expect(try readFile(w.pair.target) == before)
         #expect(!FileManager.default.fileExists(atPath: w.saved + "/seg-00000001.mtj"))

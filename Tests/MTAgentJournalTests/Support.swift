@@ -28,7 +28,7 @@ final class Fixture {
     }
 
     func open(_ pair: PairInfo, segmentLimit: UInt64 = 256 << 20) throws -> PairApplier {
-        try PairApplier.open(pair: pair, targetPath: pair.target, journalRoot: journalRoot, catalog: catalog,
+        try PairApplier.open(pair: pair, targetPath: pair.target, admitted: nil, journalRoot: journalRoot, catalog: catalog,
                              logger: quietLogger, segmentLimit: segmentLimit)
     }
 

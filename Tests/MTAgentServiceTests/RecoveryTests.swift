@@ -34,7 +34,7 @@ final class GroupLab {
             try Data(content).write(to: URL(fileURLWithPath: target))
             try catalog.assign(target: target, group: "g")
             let pair = try catalog.registerPair(id: "p\(i)", group: "g", target: target, sourceSize: UInt64(size))
-            let applier = try PairApplier.open(pair: pair, targetPath: target, journalRoot: layout.journalRoot, catalog: catalog,
+            let applier = try PairApplier.open(pair: pair, targetPath: target, admitted: nil, journalRoot: layout.journalRoot, catalog: catalog,
                                                logger: quiet, segmentLimit: 128 << 10)
             pairs.append(pair); appliers.append(applier); sources.append(content); seqs.append(0)
             // Resync: the target already equals the source.
@@ -78,7 +78,7 @@ final class GroupLab {
     }
 
     func recovery() -> Recovery {
-        Recovery(catalog: catalog, layout: layout, logger: quiet) { $0.target }
+        Recovery(catalog: catalog, layout: layout, logger: quiet) { try admittedFile($0.target) }
     }
 
     func targets() throws -> [[UInt8]] {
@@ -235,7 +235,7 @@ struct RecoveryTests {
     @Test func aGroupWithAResyncingPairIsRefusedUnlessForced() throws {
         let lab = try Self.lab(seed: 61)
         // p2 starts a resync (a gap, a new source disk…) and is half-way.
-        let applier = try PairApplier.open(pair: lab.pairs[1], targetPath: lab.pairs[1].target, journalRoot: lab.layout.journalRoot,
+        let applier = try PairApplier.open(pair: lab.pairs[1], targetPath: lab.pairs[1].target, admitted: nil, journalRoot: lab.layout.journalRoot,
                                            catalog: lab.catalog, logger: quiet, segmentLimit: 128 << 10)
         let seq = applier.durableSeq
         _ = applier.accept(.resyncBegin(seq: seq + 1))
@@ -286,7 +286,7 @@ struct PruningTests {
         #expect(segmentsAfter < segmentsBefore)
         // Pruned tags do not come back when a pair is reopened (its journal still has some TAG records).
         for a in lab.appliers { a.close() }
-        let reopened = try PairApplier.open(pair: lab.pairs[0], targetPath: lab.pairs[0].target, journalRoot: lab.layout.journalRoot,
+        let reopened = try PairApplier.open(pair: lab.pairs[0], targetPath: lab.pairs[0].target, admitted: nil, journalRoot: lab.layout.journalRoot,
                                             catalog: lab.catalog, logger: quiet, segmentLimit: 128 << 10)
         reopened.close()
         #expect(try lab.catalog.recoveryPoints(group: "g").map(\.tagID).sorted() == [7, 8, 9, 10])
@@ -308,8 +308,8 @@ struct PruningTests {
         // of what they hold now.
         func journalBytes() throws -> UInt64 {
             try (1...2).reduce(UInt64(0)) { sum, i in
-                try FileManager.default.contentsOfDirectory(atPath: lab.layout.journal("p\(i)")).reduce(sum) { s, name in
-                    s + ((try FileManager.default.attributesOfItem(atPath: lab.layout.journal("p\(i)") + "/" + name)[.size] as? UInt64) ?? 0)
+                try FileManager.default.contentsOfDirectory(atPath: lab.layout.journal(try Identifier(validating: "p\(i)"))).reduce(sum) { s, name in
+                    s + ((try FileManager.default.attributesOfItem(atPath: lab.layout.journal(try Identifier(validating: "p\(i)")) + "/" + name)[.size] as? UInt64) ?? 0)
                 }
             }
         }
@@ -340,4 +340,12 @@ struct PruningTests {
         #expect(report.stillShort && report.steps.isEmpty)
         #expect(try lab.catalog.recoveryPoints(group: "g").count == 10)
     }
+}
+
+/// A scratch file target as the target rules would admit it: its path and its inode, which the
+/// rollback checks again on the descriptor it opens.
+func admittedFile(_ path: String) throws -> AdmittedTarget {
+    var st = stat()
+    guard stat(path, &st) == 0 else { throw RecoveryRefusal("cannot stat \(path)") }
+    return AdmittedTarget(path: path, node: .regularFile(device: UInt64(st.st_dev), inode: UInt64(st.st_ino)))
 }

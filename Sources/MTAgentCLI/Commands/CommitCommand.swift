@@ -19,6 +19,8 @@ struct CommitCommand: AsyncParsableCommand {
     @OptionGroup var recovery: RecoveryOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws { try requireIdentifier(group, .group, flag: "--group") }
+
     func run() async throws {
         let answer = try await recovery.run(ControlRequest(command: .commit, group: group))
         guard let report = answer.commit else { throw fail("the answer carried no commit report") }

@@ -34,6 +34,7 @@ struct FailoverCommand: AsyncParsableCommand {
     @OptionGroup var output: OutputOptions
 
     func validate() throws {
+        try requireIdentifier(group, .group, flag: "--group")
         guard PointSelector(point) != nil else {
             throw ValidationError("--point \(point) is not latest, latest-app, a point id or a time (ISO 8601 like 2026-11-26T20:00:00Z, or @unix-seconds)")
         }

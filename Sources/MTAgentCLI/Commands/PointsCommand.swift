@@ -22,6 +22,10 @@ struct PointsCommand: AsyncParsableCommand {
     @OptionGroup var recovery: RecoveryOptions
     @OptionGroup var output: OutputOptions
 
+    func validate() throws {
+        if let group { try requireIdentifier(group, .group, flag: "--group") }
+    }
+
     func run() async throws {
         let groups = try await recovery.run(ControlRequest(command: .points, group: group)).points ?? []
         if output.json {

@@ -24,7 +24,8 @@ struct RecoveryOptions: ParsableArguments {
         let answer: ControlEvent
         do {
             let agent = try AgentConfig.load(from: RootedFiles(root: "/"), path: config)
-            (answer, _) = try await RecoveryAccess.run(request, retention: agent.retentionPath, logger: logger, events: events)
+            (answer, _) = try await RecoveryAccess.run(request, retention: agent.retentionPath,
+                                                allowFileTargets: agent.allowFileTargets, logger: logger, events: events)
         } catch {
             throw fail("\(error)")
         }

@@ -52,6 +52,8 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .customLong("log-level"), help: "How much to log to stderr.") var logLevel: Logger.Level = .warning
 
     func validate() throws {
+        try requireIdentifier(group, .group, flag: "--group")
+        for id in pair { try requireIdentifier(id, .pair, flag: "--pair") }
         if mode == .replay && trace == nil { throw ValidationError("replay needs a trace file: mt-agent send replay TRACE …") }
         if mode != .replay && trace != nil { throw ValidationError("only replay takes a trace file") }
         guard chunkSize >= 4096, chunkSize <= 4 << 20, chunkSize & (chunkSize - 1) == 0 else {

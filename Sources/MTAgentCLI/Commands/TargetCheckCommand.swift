@@ -10,7 +10,8 @@ struct TargetCheckCommand: ParsableCommand {
         commandName: "target",
         abstract: "Check that a disk may be a replication target (assigned, unused, large enough).",
         discussion: """
-            DISK is a WWID or, for labs, a path to a loop device or file. Exit 0 when every rule \
+            DISK is a WWID or, for labs, a path to a loop device (a file only with allow_file_targets \
+            = true), resolved before the rules. Exit 0 when every rule \
             passes, 1 when one fails.
 
             Examples:
@@ -27,7 +28,8 @@ struct TargetCheckCommand: ParsableCommand {
         let (catalog, agent) = try catalogued.open()
         let logger = Logger(label: "mt-agent")
         let store = JournalStore(catalog: catalog, retentionPath: agent.retentionPath,
-                                 inspector: TargetInspector.forRoot("/", logger: logger), logger: logger)
+                                 inspector: TargetInspector.forRoot("/", logger: logger), logger: logger,
+                                 allowFileTargets: agent.allowFileTargets)
         let facts: TargetFacts
         do {
             facts = try store.facts(identity: disk, pairID: catalog.pairs().first { $0.target == disk }?.id, group: nil, sourceSize: sourceSize).0

@@ -32,7 +32,8 @@ struct TargetsCommand: ParsableCommand {
             abstract: "Let pairs of GROUP replicate onto DISK.",
             discussion: """
                 DISK is a WWID as 'mt-agent disks' shows it (scsi_id form, e.g. 36000c29…), or for labs \
-                and tests an absolute path to a loop device or regular file. The disk must pass every \
+                and tests an absolute path to a loop device (a regular file only with allow_file_targets \
+                = true in the config). The path is resolved before the rules. The disk must pass every \
                 target rule ('mt-agent check target DISK').
 
                 Examples:
@@ -41,17 +42,21 @@ struct TargetsCommand: ParsableCommand {
                 """)
         @Argument(help: "WWID, or an absolute path to a loop device or file.") var disk: String
         @Option(help: "Consistency group.") var group: String
-        @Flag(help: "Assign even when a target rule fails now (e.g. the disk is still mounted).") var force = false
+        @Flag(help: "Assign even when a target rule fails now (e.g. the disk is still mounted); never a regular file without allow_file_targets.") var force = false
         @OptionGroup var catalogued: Catalogued
         @OptionGroup var output: OutputOptions
+
+        func validate() throws { try requireIdentifier(group, .group, flag: "--group") }
 
         func run() throws {
             let (catalog, agent) = try catalogued.open()
             let store = JournalStore(catalog: catalog, retentionPath: agent.retentionPath,
-                                     inspector: TargetInspector.forRoot("/", logger: Logger(label: "mt-agent")), logger: Logger(label: "mt-agent"))
+                                     inspector: TargetInspector.forRoot("/", logger: Logger(label: "mt-agent")), logger: Logger(label: "mt-agent"),
+                                     allowFileTargets: agent.allowFileTargets)
             let (facts, _) = try store.facts(identity: disk, pairID: nil, group: group, sourceSize: nil)
             let problems = TargetRules.refusals(facts).filter { $0.id != "target.assigned" }
-            if let bad = problems.first, !force {
+            // --force waits out a state that can change (mounted, held); a file never becomes a disk.
+            if let bad = problems.first(where: { $0.id == "target.kind" }) ?? (force ? nil : problems.first) {
                 throw fail("\(disk) cannot be a target: \(bad.message)" + (bad.fix.map { " — \($0)" } ?? ""))
             }
             do { try catalog.assign(target: disk, group: group) } catch { throw fail("\(error)") }

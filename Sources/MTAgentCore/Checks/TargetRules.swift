@@ -26,6 +26,10 @@ public struct TargetFacts: Sendable, Equatable {
     public var otherPair: String?
     /// The source size the pair asks for (nil for `check target`).
     public var sourceSize: UInt64?
+    /// The lab setting `allow_file_targets`: regular files may be targets. Off in production.
+    public var allowFileTargets = false
+    /// A file target lies on the retention's filesystem (same device number).
+    public var fileOnRetentionFilesystem = false
 
     public init(identity: String, device: Device, assignedGroup: String?, requestedGroup: String? = nil, retentionDisks: Set<String> = [],
                 retentionPath: String? = nil, otherPair: String? = nil, sourceSize: UInt64? = nil) {
@@ -45,7 +49,13 @@ public enum TargetRules {
         case .disk(let disk):
             out += diskRules(disk, f)
         case .file(let path, let fileSize):
-            if let retention = f.retentionPath, path == retention || path.hasPrefix(retention.hasSuffix("/") ? retention : retention + "/") {
+            out.append(f.allowFileTargets
+                ? CheckResult(id: "target.kind", status: .pass, message: "\(path) is a regular file (allow_file_targets is on: a lab)")
+                : CheckResult(id: "target.kind", status: .fail, message: "\(path) is a regular file, not a block device",
+                              fix: "assign a disk (its WWID from 'mt-agent disks'); only a lab sets allow_file_targets = true in the config"))
+            // `path` and `retentionPath` are resolved (no links): a prefix is a real containment.
+            if let retention = f.retentionPath, f.fileOnRetentionFilesystem
+                || path == retention || path.hasPrefix(retention.hasSuffix("/") ? retention : retention + "/") {
                 out.append(CheckResult(id: "target.retention", status: .fail, message: "target file \(path) is on the retention volume \(retention)",
                                        fix: "keep target files off the retention volume"))
             }

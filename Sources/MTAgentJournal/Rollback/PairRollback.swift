@@ -51,7 +51,8 @@ public struct RollbackStats: Sendable, Codable, Equatable {
 ///    its content at the tag); fdatasync the target.
 ///
 /// Every step is idempotent, so a run killed anywhere is finished by running it again — to the same
-/// point or to another one. `progress` is called after every record; throwing from it stops the
+/// point or to another one. The target is opened without following a link and must be `admitted`,
+/// the node the target rules judged (nil only in tests on scratch files). `progress` is called after every record; throwing from it stops the
 /// rollback there (the next run finishes it).
 public enum PairRollback {
     /// Records in the saved store are at most this long (like the journal's UNDO records).
@@ -59,7 +60,7 @@ public enum PairRollback {
 
     @discardableResult
     public static func roll(
-        pairJournal: String, savedDirectory: String, to position: JournalPosition, target: String,
+        pairJournal: String, savedDirectory: String, to position: JournalPosition, target: String, admitted: AdmittedTarget.Node?,
         segmentLimit: UInt64 = 256 << 20, progress: (RollbackProgress) throws -> Void = { _ in }
     ) throws -> RollbackStats {
         let clock = ContinuousClock()
@@ -74,7 +75,7 @@ public enum PairRollback {
         // read once.
         let undo = try UndoIndex.extentsFromHeaders(after: position, in: pairJournal)
         let saved = try UndoIndex.all(in: savedDirectory)
-        let file = try PosixFile(path: target, flags: O_RDWR)
+        let file = try PosixFile.openTarget(target, flags: O_RDWR, admitted: admitted)
         let targetSize = try file.size()
         let blockSize = Int(JournalFormat.blockSize)
 

@@ -167,20 +167,20 @@ final class SegmentReader {
 public enum JournalPruning {
     /// Deletes the segments of a pair journal numbered below `segment` (the segment holding the
     /// oldest kept point's TAG record); never the last segment. Returns how many and their bytes.
-    public static func removeSegments(pairJournal: String, before segment: UInt32) throws -> (count: Int, bytes: UInt64) {
-        guard FileManager.default.fileExists(atPath: pairJournal) else { return (0, 0) }
-        let all = try JournalFormat.segments(in: pairJournal)
+    /// The directory is reached through `layout` without following links; only segment names are unlinked.
+    public static func removeSegments(layout: RetentionLayout, pair: Identifier, before segment: UInt32) throws -> (count: Int, bytes: UInt64) {
+        guard let directory = try layout.openJournal(pair) else { return (0, 0) }
+        let all = try JournalFormat.segments(in: directory.path)
         var count = 0
         var bytes: UInt64 = 0
         // Oldest first, so a crash half-way leaves the numbering contiguous.
         for number in all.dropLast() where number < segment {
-            let path = JournalFormat.segmentPath(pairJournal, number)
-            var st = stat()
-            if stat(path, &st) == 0 { bytes += UInt64(st.st_size) }
-            guard unlink(path) == 0 else { throw JournalError.io(operation: "unlink", path: path, errno: errno) }
-            count += 1
+            if let size = try directory.unlinkFile(JournalFormat.segmentName(number)) {
+                bytes += size
+                count += 1
+            }
         }
-        if count > 0 { try syncDirectory(pairJournal) }
+        if count > 0 { try directory.sync() }
         return (count, bytes)
     }
 }

@@ -118,6 +118,15 @@ struct Connection {
             guard handles[open.handle] == nil else {
                 throw Violation(code: .unexpectedFrame, message: "OPEN_PAIR for handle \(open.handle), which is already open on this connection")
             }
+            // Ids become directory names on the retention volume: refused before anything is created.
+            do {
+                _ = try Identifier(validating: open.pairID, kind: .pair)
+                _ = try Identifier(validating: open.groupID, kind: .group)
+            } catch {
+                logger.warning("pair refused: bad id", metadata: ["pair.handle": "\(open.handle)", "error": "\(error)"])
+                await send(.pairError(handle: open.handle, code: .badRequest, message: "\(error)"))
+                break
+            }
             var pairLogger = logger
             pairLogger[metadataKey: "pair.id"] = "\(open.pairID)"
             pairLogger[metadataKey: "group.id"] = "\(open.groupID)"

@@ -30,7 +30,7 @@ public enum RecoveryAccess {
 
     /// Carries out `request` and returns the final answer; progress answers go to `events`.
     public static func run(
-        _ request: ControlRequest, retention: String, logger: Logger,
+        _ request: ControlRequest, retention: String, allowFileTargets: Bool = false, logger: Logger,
         events: @escaping @Sendable (ControlEvent) -> Void
     ) async throws -> (ControlEvent, Route) {
         let layout = RetentionLayout(retention: retention)
@@ -42,7 +42,8 @@ public enum RecoveryAccess {
             defer { lock.release() }
             let catalog = try Catalog(path: layout.catalog)
             let store = JournalStore(catalog: catalog, retentionPath: retention,
-                                     inspector: TargetInspector.forRoot("/", logger: logger), logger: logger)
+                                     inspector: TargetInspector.forRoot("/", logger: logger), logger: logger,
+                                     allowFileTargets: allowFileTargets)
             let desk = RecoveryDesk(recovery: store.recovery(logger: logger), pool: nil)
             return (await desk.handle(request, events: events), .direct)
         }

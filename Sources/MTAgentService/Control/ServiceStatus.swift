@@ -107,7 +107,7 @@ struct StatusReporter: Sendable {
                     pair: info.id, target: info.target, state: state.rawValue, connected: live != nil,
                     durableSeq: live?.durableSeq ?? info.durableSeq, resyncOffset: offset, targetBytes: size,
                     resyncPercent: state == .resyncing && size > 0 ? Int(offset * 100 / size) : nil,
-                    reason: live?.reason ?? info.reason, journalBytes: treeBytes(layout.journal(info.id)),
+                    reason: live?.reason ?? info.reason, journalBytes: (Identifier(info.id).map { treeBytes(layout.journal($0)) } ?? 0),
                     throughputBytesPerSecond: live?.receivedBytesPerSecond ?? 0)
             }
             let newest = points.map(\.sourceTime).max()

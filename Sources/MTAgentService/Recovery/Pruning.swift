@@ -68,7 +68,12 @@ extension Recovery {
         guard let oldest = try catalog.recoveryPoints(group: group).min(by: { $0.tagID < $1.tagID }) else { return }
         for pair in try catalog.pairs(group: group) {
             guard let position = oldest.positions[pair.id] else { continue }
-            let (count, bytes) = try JournalPruning.removeSegments(pairJournal: layout.journal(pair.id), before: position.segment)
+            guard let id = Identifier(pair.id) else {
+                logger.error("not pruning a pair whose catalog id is not a valid name", metadata: [
+                    "group.id": "\(group)", "error": "\(IdentifierError(kind: .pair, value: pair.id))"])
+                continue
+            }
+            let (count, bytes) = try JournalPruning.removeSegments(layout: layout, pair: id, before: position.segment)
             report.segmentsRemoved += count
             report.bytesFreed += bytes
         }

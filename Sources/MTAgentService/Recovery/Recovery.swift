@@ -64,7 +64,7 @@ public struct RecoveryRefusal: Error, Sendable, Equatable, CustomStringConvertib
 public struct FailoverPlan: Sendable {
     public var group: String
     public var point: RecoveryPoint
-    public var pairs: [(pair: PairInfo, target: String)]
+    public var pairs: [(pair: PairInfo, target: AdmittedTarget)]
 }
 
 /// Points, failover and commit over one retention volume's catalog and journals (DESIGN §7,
@@ -73,12 +73,13 @@ public struct FailoverPlan: Sendable {
 public final class Recovery: Sendable {
     let catalog: Catalog
     let layout: RetentionLayout
-    /// The device or file a pair's target resolves to now, once every target rule passes.
-    let resolveTarget: @Sendable (PairInfo) throws -> String
+    /// The device or file a pair's target resolves to now, once every target rule passes, and the
+    /// node it is (checked again on the descriptor the rollback opens).
+    let resolveTarget: @Sendable (PairInfo) throws -> AdmittedTarget
     let logger: Logger
 
     public init(catalog: Catalog, layout: RetentionLayout, logger: Logger,
-                resolveTarget: @escaping @Sendable (PairInfo) throws -> String) {
+                resolveTarget: @escaping @Sendable (PairInfo) throws -> AdmittedTarget) {
         self.catalog = catalog; self.layout = layout; self.logger = logger; self.resolveTarget = resolveTarget
     }
 
@@ -144,7 +145,7 @@ public final class Recovery: Sendable {
         case .failure(let error): throw RecoveryRefusal("\(error)")
         }
         let point = common.first { $0.id == chosen.id }!
-        var resolved: [(PairInfo, String)] = []
+        var resolved: [(PairInfo, AdmittedTarget)] = []
         for pair in pairs {
             do {
                 resolved.append((pair, try resolveTarget(pair)))
@@ -168,18 +169,22 @@ public final class Recovery: Sendable {
             var pairLogger = logger
             pairLogger[metadataKey: "pair.id"] = "\(pair.id)"
             pairLogger[metadataKey: "group.id"] = "\(plan.group)"
+            let id = try Self.pathID(pair.id)
+            guard let journal = try layout.openJournal(id) else {
+                throw RecoveryRefusal("the journal of pair \(pair.id) (\(layout.journal(id))) is missing: group \(plan.group) cannot be rolled back")
+            }
             let stats = try PairRollback.roll(
-                pairJournal: layout.journal(pair.id), savedDirectory: layout.saved(pair.id),
-                to: plan.point.positions[pair.id]!, target: target
+                pairJournal: journal.path, savedDirectory: try layout.makeSaved(id),
+                to: plan.point.positions[pair.id]!, target: target.path, admitted: target.node
             ) { p in
                 try progress(FailoverProgress(pair: pair.id, pairIndex: index + 1, pairCount: plan.pairs.count,
                                           phase: p.phase, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal))
             }
             pairLogger.info("target rolled back", metadata: [
-                "target": "\(target)", "point.id": "\(plan.point.id)", "rollback.savedBytes": "\(stats.savedBytes)",
+                "target": "\(target.path)", "point.id": "\(plan.point.id)", "rollback.savedBytes": "\(stats.savedBytes)",
                 "rollback.forwardBytes": "\(stats.forwardBytes)", "rollback.undoBytes": "\(stats.undoBytes)",
             ])
-            results.append(.init(pair: pair.id, target: target, stats: stats))
+            results.append(.init(pair: pair.id, target: target.path, stats: stats))
         }
         try catalog.setFailover(group: plan.group, pointID: plan.point.id, status: .atPoint)
         let seconds = (ContinuousClock.now - started).seconds
@@ -208,10 +213,17 @@ public final class Recovery: Sendable {
     private func finishCommit(group: String, pointID: Int64) throws -> CommitReport {
         let pairs = try catalog.pairs(group: group)
         let targets = try catalog.assignments().filter { $0.group == group }.map(\.target)
+        // Every id first: a catalog row whose id is no valid name (the catalog was altered) stops the
+        // commit before anything is deleted.
+        let ids = try pairs.map { try Self.pathID($0.id) }
         var freed: UInt64 = 0
-        for pair in pairs {
-            freed += try removeTree(layout.journal(pair.id))
-            freed += try removeTree(layout.saved(pair.id))
+        for id in ids {
+            do {
+                freed += try layout.removeJournal(id)
+                freed += try layout.removeSaved(id)
+            } catch {
+                throw RecoveryRefusal("cannot remove the journal of pair \(id): \(error)")
+            }
         }
         try catalog.dropGroup(group)
         logger.notice("failover committed: journal dropped, targets released", metadata: [
@@ -252,38 +264,22 @@ public final class Recovery: Sendable {
             guard let point = try catalog.recoveryPoints(group: state.group).first(where: { $0.id == state.pointID }) else {
                 throw RecoveryRefusal("the failover of group \(state.group) was to point \(state.pointID), which the catalog no longer has")
             }
-            var pairs: [(PairInfo, String)] = []
+            var pairs: [(PairInfo, AdmittedTarget)] = []
             for pair in try catalog.pairs(group: state.group) { pairs.append((pair, try resolveTarget(pair))) }
             _ = try execute(FailoverPlan(group: state.group, point: point, pairs: pairs), progress: progress)
             }
     }
 
-    /// Deletes a directory tree; returns the bytes its files held.
-    private func removeTree(_ path: String) throws -> UInt64 {
-        let fm = FileManager.default
-        guard fm.fileExists(atPath: path) else { return 0 }
-        let bytes = treeBytes(path)
-        do { try fm.removeItem(atPath: path) } catch {
-            throw RecoveryRefusal("cannot remove \(path): \(error)")
+    /// A pair id read back from the catalog, as a path component; a row with an id outside the
+    /// grammar was not written by mt-agent and is refused.
+    static func pathID(_ id: String) throws -> Identifier {
+        do {
+            return try Identifier(validating: id, kind: .pair)
+        } catch {
+            throw RecoveryRefusal("the catalog holds a pair whose id is not a valid name (\(error)); it was not written "
+                + "by mt-agent — nothing was changed on disk; restore the catalog from a backup or remove that row")
         }
-        return bytes
     }
-}
-
-/// Where things live on the retention volume.
-public struct RetentionLayout: Sendable {
-    public var retention: String
-    public init(retention: String) { self.retention = retention }
-    public var base: String { retention + "/mt-agent" }
-    public var catalog: String { base + "/catalog.sqlite" }
-    public var journalRoot: String { base + "/journal" }
-    public func journal(_ pair: String) -> String { journalRoot + "/" + pair }
-    /// The saved head content of a failed-over pair's target (docs/JOURNAL.md "Failover").
-    public func saved(_ pair: String) -> String { base + "/failover/" + pair }
-    /// Held by the process working on this volume: `serve`, or a recovery command when it is not running.
-    public var lock: String { base + "/serve.lock" }
-    /// The service's local control socket (root only, mode 0600).
-    public var controlSocket: String { base + "/control.sock" }
 }
 
 extension RecoveryPoint {

@@ -23,6 +23,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var metricsAddress: HostPort? = HostPort(host: "127.0.0.1", port: 9464)
     /// How much `serve` logs: trace, debug, info, notice, warning, error, critical.
     public var logLevel: String = "info"
+    /// Labs only: let regular files be replication targets. Production targets are block devices.
+    public var allowFileTargets = false
 
     public init() {}
 
@@ -52,6 +54,7 @@ public struct AgentConfig: Sendable, Equatable {
         ("passphrase_key", "The key derived from the replication passphrase (mode 0600); never the passphrase."),
         ("metrics_address", "Prometheus endpoint, HOST:PORT (GET /metrics; loopback by default), or off."),
         ("log_level", "How much the service logs: trace, debug, info, notice, warning, error, critical."),
+        ("allow_file_targets", "Labs only: let regular files be replication targets (true/false); production targets are disks."),
     ]
 
     /// The log levels `log_level` accepts, as swift-log names them.
@@ -71,6 +74,7 @@ public struct AgentConfig: Sendable, Equatable {
         case "passphrase_key": passphraseKey
         case "metrics_address": metricsAddress?.description ?? "off"
         case "log_level": logLevel
+        case "allow_file_targets": String(allowFileTargets)
         default: ""
         }
     }
@@ -170,6 +174,9 @@ public struct AgentConfig: Sendable, Equatable {
                 return "\"\(value)\" is not one of \(Self.logLevels.joined(separator: ", "))"
             }
             logLevel = value
+        case "allow_file_targets":
+            guard let allow = Bool(value) else { return "\"\(value)\" is not true or false" }
+            allowFileTargets = allow
         case "space_policy":
             guard let policy = SpacePolicy(rawValue: value) else {
                 return "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
