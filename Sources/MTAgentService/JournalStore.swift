@@ -181,6 +181,9 @@ final class JournalPair: ReplicaPair {
     func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8] {
         // Read in large pieces of whole chunks and hash the chunks inside: one pread per 4 KiB
         // chunk would dominate a differential resync.
+        // `count` comes from the wire (up to 2^32): only the chunks inside the target are hashed.
+        let left = offset < applier.targetSize ? (applier.targetSize - offset + UInt64(chunkSize) - 1) / UInt64(chunkSize) : 0
+        let count = Int(min(UInt64(count), left))
         var out: [UInt8] = []
         out.reserveCapacity(count * 32)
         try applier.readTarget(offset: offset, count: count * chunkSize, granule: chunkSize) { piece in
