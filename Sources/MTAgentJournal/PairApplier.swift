@@ -159,7 +159,7 @@ public final class PairApplier: @unchecked Sendable {
 
     /// Validates `op` against the sequence and range rules and queues it. Never blocks on I/O.
     public func accept(_ op: PairOp) -> Acceptance {
-        if let failure { return .refused("the pair failed (\(failure)); close and reopen it") }
+        if let failure { return .refused(.failed(reason: "\(failure)")) }
         let seq = op.seq
         if seq <= accepted.durableSeq { return .duplicate }
         if case .resyncBegin = op {
@@ -171,26 +171,25 @@ public final class PairApplier: @unchecked Sendable {
             return .queued
         }
         if accepted.state == .resyncRequired {
-            return .refused("the pair needs a resync (\(accepted.reason)): only resync-begin is accepted")
+            return .refused(.resyncRequired(reason: accepted.reason))
         }
         if seq != accepted.durableSeq + 1 {
-            return requireResync("sequence gap: expected \(accepted.durableSeq + 1), got \(seq)")
+            return requireResync(.sequenceGap(expected: accepted.durableSeq + 1, got: seq))
         }
         switch op {
         case .write(_, let offset, let data):
             let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
             if overflow || end > targetSize {
-                return requireResync(
-                    "write past the end of the target: \(offset)+\(data.count) > \(targetSize)")
+                return requireResync(.writeOutOfRange(offset: offset, length: UInt64(data.count), targetSize: targetSize))
             }
         case .resyncMark(_, let through):
-            guard accepted.state == .resyncing else { return requireResync("resync-mark outside a resync") }
+            guard accepted.state == .resyncing else { return requireResync(.outsideResync(op: "resync-mark")) }
             guard through <= targetSize else {
-                return requireResync("resync-mark past the end of the target: \(through) > \(targetSize)")
+                return requireResync(.markOutOfRange(through: through, targetSize: targetSize))
             }
             accepted.resyncOffset = through
         case .resyncDone:
-            guard accepted.state == .resyncing else { return requireResync("resync-done outside a resync") }
+            guard accepted.state == .resyncing else { return requireResync(.outsideResync(op: "resync-done")) }
             accepted.state = .inSync
             accepted.resyncOffset = targetSize
             accepted.hasBaseline = true
@@ -229,7 +228,7 @@ public final class PairApplier: @unchecked Sendable {
     @discardableResult
     public func markResyncRequired(reason: String) throws -> CommitOutcome {
         if let failure { throw failure }
-        _ = requireResync(reason)
+        enterResyncRequired(reason)
         return try commit()
     }
 
@@ -272,12 +271,16 @@ public final class PairApplier: @unchecked Sendable {
 
     // MARK: Internals
 
-    private func requireResync(_ reason: String) -> Acceptance {
+    private func requireResync(_ refusal: PairRefusal) -> Acceptance {
+        enterResyncRequired(refusal.description)
+        return .refused(refusal)
+    }
+
+    private func enterResyncRequired(_ reason: String) {
         logger.warning("pair needs a resync", metadata: ["pair.reason": "\(reason)"])
         accepted.state = .resyncRequired
         accepted.reason = reason
         queue.append(.requireResync(reason))
-        return .refused(reason)
     }
 
     /// One batch: ops in seq order, ending at its only tag if it has one.

@@ -132,13 +132,13 @@ final class JournalPair: ReplicaPair {
 
     func apply(_ ops: [PairOp]) throws -> ApplyResult {
         // The first refusal is reported; the driver sends one PAIR_ERROR per resync episode.
-        var refusal: ApplyResult.Refusal?
+        var refusal: PairRefusal?
         // The writes queued (not duplicates, not refused): applied once their seq is durable.
         var queued: [(seq: UInt64, bytes: Int)] = []
         for op in ops {
             switch applier.accept(op) {
-            case .refused(let reason) where refusal == nil:
-                refusal = ApplyResult.Refusal(kind: Self.kind(of: reason), message: reason)
+            case .refused(let why) where refusal == nil:
+                refusal = why
             case .queued:
                 switch op {
                 case .resyncBegin: refusal = nil
@@ -165,12 +165,6 @@ final class JournalPair: ReplicaPair {
         let outcome = try applier.commit()
         current.withLockedValue { $0 = Self.status(of: applier) }
         return ApplyResult(durableSeq: outcome.durableSeq, refusal: refusal)
-    }
-
-    static func kind(of reason: String) -> ApplyResult.Refusal.Kind {
-        if reason.hasPrefix("sequence gap") { return .sequenceGap }
-        if reason.hasPrefix("write past the end") { return .writeOutOfRange }
-        return .resyncRequired
     }
 
     func requireResync(reason: String) throws {
