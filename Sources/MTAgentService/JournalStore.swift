@@ -18,13 +18,17 @@ public final class JournalStore: ReplicaStore {
     let logger: Logger
     /// Closed while the retention volume is full under space_policy stop.
     let gate: SpaceGate
+    /// Config `undo_set_max_ranges`, given to every applier this store opens.
+    let undoSetMaxRanges: Int
     /// Journal segment size (256 MiB); `MT_AGENT_JOURNAL_SEGMENT_BYTES` lowers it for tests, so
     /// pruning has whole segments to free in a small journal.
     let segmentLimit: UInt64 = ProcessInfo.processInfo.environment["MT_AGENT_JOURNAL_SEGMENT_BYTES"].flatMap { UInt64($0) }
         .map { max($0, 64 << 10) } ?? 256 << 20
 
-    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate()) {
+    public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate(),
+                undoSetMaxRanges: Int = UndoSet.defaultMaxRanges) {
         self.gate = gate
+        self.undoSetMaxRanges = undoSetMaxRanges
         self.catalog = catalog
         self.retentionPath = retentionPath
         self.journalRoot = RetentionLayout(retention: retentionPath).journalRoot
@@ -83,6 +87,7 @@ public final class JournalStore: ReplicaStore {
         do {
             let applier = try PairApplier.open(pair: info, targetPath: path, journalRoot: journalRoot, catalog: catalog,
                                                logger: pairLogger, segmentLimit: segmentLimit)
+            applier.undoSetMaxRanges = undoSetMaxRanges
             return JournalPair(applier: applier, metrics: AppliedMetrics(pairID: pairID, group: group))
         } catch {
             throw StoreRefusal(.ioError, "cannot open pair \(pairID) on \(path): \(error)")
@@ -103,11 +108,14 @@ extension JournalStore {
 struct AppliedMetrics: Sendable {
     let bytes: Counter
     let writes: Counter
+    /// Times the pair's undo set outgrew `undo_set_max_ranges` and was emptied.
+    let undoSetDrops: Counter
 
     init(pairID: String, group: String, factory: any MetricsFactory = MetricsSystem.factory) {
         let labels = [("pair", pairID), ("group", group)]
         bytes = Counter(label: "mt_agent_applied_bytes_total", dimensions: labels, factory: factory)
         writes = Counter(label: "mt_agent_applied_writes_total", dimensions: labels, factory: factory)
+        undoSetDrops = Counter(label: "mt_agent_undo_set_drops_total", dimensions: labels, factory: factory)
     }
 }
 
@@ -149,7 +157,9 @@ final class JournalPair: ReplicaPair {
                 break
             }
         }
+        let dropsBefore = applier.undoSetDrops
         defer {
+            if applier.undoSetDrops > dropsBefore { metrics.undoSetDrops.increment(by: applier.undoSetDrops - dropsBefore) }
             // Also after a failed commit: the batches before the failure are on the target.
             var bytes = 0
             var writes = 0

@@ -86,12 +86,14 @@ struct ServeCommand: AsyncParsableCommand {
             exposition = { registry.emitToBuffer() }
         }
         do {
-            try await ServeAssembly(server: server, retentionPath: agent.retentionPath,
-                                    policy: agent.servicePolicy,
-                                    reload: ConfigReloader(sources: sources, started: agent, files: files).reload,
-                                    version: MTAgentVersion.string,
-                                    metricsAddress: agent.metricsAddress.map { ($0.host, $0.port) }, metricsExposition: exposition,
-                                    logger: logger).run()
+            var assembly = ServeAssembly(server: server, retentionPath: agent.retentionPath,
+                                         policy: agent.servicePolicy,
+                                         reload: ConfigReloader(sources: sources, started: agent, files: files).reload,
+                                         version: MTAgentVersion.string,
+                                         metricsAddress: agent.metricsAddress.map { ($0.host, $0.port) }, metricsExposition: exposition,
+                                         logger: logger)
+            assembly.undoSetMaxRanges = agent.undoSetMaxRanges
+            try await assembly.run()
         } catch {
             throw fail("\(error)")
         }

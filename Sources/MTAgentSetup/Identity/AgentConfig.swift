@@ -23,6 +23,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var metricsAddress: HostPort? = HostPort(host: "127.0.0.1", port: 9464)
     /// How much `serve` logs: trace, debug, info, notice, warning, error, critical.
     public var logLevel: String = "info"
+    /// Ranges of blocks a pair's undo set keeps before it is emptied (docs/JOURNAL.md "The undo set").
+    public var undoSetMaxRanges: Int = 65536
 
     public init() {}
 
@@ -52,6 +54,7 @@ public struct AgentConfig: Sendable, Equatable {
         ("passphrase_key", "The key derived from the replication passphrase (mode 0600); never the passphrase."),
         ("metrics_address", "Prometheus endpoint, HOST:PORT (GET /metrics; loopback by default), or off."),
         ("log_level", "How much the service logs: trace, debug, info, notice, warning, error, critical."),
+        ("undo_set_max_ranges", "Per pair, the runs of blocks saved since the last tag that are remembered (16 bytes each); past it the set is emptied, which costs journal space only."),
     ]
 
     /// The log levels `log_level` accepts, as swift-log names them.
@@ -71,6 +74,7 @@ public struct AgentConfig: Sendable, Equatable {
         case "passphrase_key": passphraseKey
         case "metrics_address": metricsAddress?.description ?? "off"
         case "log_level": logLevel
+        case "undo_set_max_ranges": String(undoSetMaxRanges)
         default: ""
         }
     }
@@ -170,6 +174,11 @@ public struct AgentConfig: Sendable, Equatable {
                 return "\"\(value)\" is not one of \(Self.logLevels.joined(separator: ", "))"
             }
             logLevel = value
+        case "undo_set_max_ranges":
+            guard let ranges = Int(value), (1...(1 << 24)).contains(ranges) else {
+                return "\"\(value)\" is not a number of ranges from 1 to 16777216"
+            }
+            undoSetMaxRanges = ranges
         case "space_policy":
             guard let policy = SpacePolicy(rawValue: value) else {
                 return "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
