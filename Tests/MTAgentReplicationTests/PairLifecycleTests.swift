@@ -106,6 +106,37 @@ struct PairLifecycleTests {
             raw.close()
         }
     }
+
+    /// The reference sender's side of it: io-error drops its connection; it reconnects, opens the
+    /// pair again and resends what was not acked — and this time it is applied.
+    @Test func theSenderCarriesOnAfterAnIOErrorWithoutARestart() async throws {
+        let store = MemoryStore()
+        let pair = store.add("disk-1", size: 256 * kib)
+        try await withServer(store) { server in
+            let session = server.sender([PairSpec(pairID: "pair-1", group: "g1", target: "disk-1", sourceSize: UInt64(256 * kib))])
+            try await session.connect(retryFor: .seconds(5))
+            let a = pattern(64 * kib, seed: 1), b = pattern(64 * kib, seed: 2)
+            pair.failNextApply()
+            try await session.sendWrite(1, offset: 0, data: buffer(a))
+            try await session.sendWrite(1, offset: UInt64(64 * kib), data: buffer(b))
+            var reconnects = 0
+            while true {
+                do {
+                    try await session.waitDurable(1)
+                    break
+                } catch is LinkError {
+                    reconnects += 1
+                    try #require(reconnects <= 3, "the pair kept failing after \(reconnects) reconnects")
+                    try await session.connect(retryFor: .seconds(5))
+                }
+            }
+            #expect(reconnects >= 1, "the io-error must have dropped the connection")
+            #expect(await session.durableSeq(1) == 2)
+            #expect(digest(pair.bytes[0..<(128 * kib)]) == digest(a + b))
+            #expect(store.opens.count == 2, "the failed pair must be opened again through the store")
+            await session.close()
+        }
+    }
 }
 
 /// The PAIR_ERROR code of a refusal follows its case, never its message: a message reworded
