@@ -73,6 +73,28 @@ struct PairLifecycleTests {
         try await pool.shutdownGracefully()
     }
 
+    /// A commit that fails after its connection went away (nobody to tell) still marks the pair
+    /// failed, so the next OPEN_PAIR opens it again instead of handing back the wedged applier.
+    @Test func aFailureWithNoConnectionAttachedStillMarksThePairFailed() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let pair = MemoryPair(name: "disk-1", size: 64 * kib, state: .inSync)
+        let driver = PairDriver(pair: pair, pairID: "pair-1", group: "g1", target: "disk-1", sourceSize: UInt64(64 * kib),
+                                pool: pool, maxPendingBytes: 1 << 20, metrics: ServerMetrics(), logger: LogCapture().logger("driver"))
+        _ = await driver.attach(PairSink(connection: 1, handle: 1, send: { _ in }))
+        pair.holdNextApply()
+        pair.failNextApply()
+        #expect(await driver.enqueue(pendingWrite(seq: 1, offset: 0, pattern(4 * kib, seed: 1)), from: 1))
+        #expect(await eventually { pair.isHolding })
+        await driver.detach(connection: 1)  // the connection dropped while the apply ran
+        pair.release()
+        await driver.drain()
+        #expect(pair.record.calls == ["apply", "failed"])
+        #expect(await !driver.isUsable, "a driver whose pair failed must not be handed to the next OPEN_PAIR")
+        await driver.close()
+        try await pool.shutdownGracefully()
+    }
+
     /// An I/O error wedges the pair (a PairApplier stays failed until closed and reopened): the next
     /// OPEN_PAIR must close the failed pair and open it again through the store, without a restart.
     @Test func aPairThatFailedOnAnIOErrorIsReopenedByTheNextOpenPair() async throws {

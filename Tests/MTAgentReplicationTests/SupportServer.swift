@@ -262,24 +262,25 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     }
 
     func apply(_ ops: [PairOp]) throws -> ApplyResult {
-        let (delay, mustHold, fail) = box.withLockedValue { r -> (Duration, Bool, Bool) in
+        let (delay, mustHold) = box.withLockedValue { r -> (Duration, Bool) in
             r.applyCalls += 1
             r.calls.append("apply")
-            if r.failArmed { r.failArmed = false; r.failed = true }
-            if r.failed {
-                r.calls.append("failed")
-                return (.zero, false, true)
-            }
             r.batchBytes.append(ops.reduce(0) { if case .write(_, _, let d) = $1 { $0 + d.count } else { $0 } })
             let h = r.holdArmed
             if h { r.holdArmed = false; r.holding = true }
-            return (r.applyDelay, h, false)
+            return (r.applyDelay, h)
         }
-        if fail { throw TestFailure("injected I/O error: the pair must be closed and reopened") }
         if mustHold {
             hold.wait()
             box.withLockedValue { $0.holding = false }
         }
+        // After the hold, so a test can fail an apply that is already running.
+        let fail = box.withLockedValue { r -> Bool in
+            if r.failArmed { r.failArmed = false; r.failed = true }
+            if r.failed { r.calls.append("failed") }
+            return r.failed
+        }
+        if fail { throw TestFailure("injected I/O error: the pair must be closed and reopened") }
         if delay > .zero {
             let c = delay.components
             usleep(UInt32(c.seconds * 1_000_000 + c.attoseconds / 1_000_000_000_000))

@@ -238,6 +238,12 @@ actor PairDriver {
         } catch {
             outcome = .failure(error)
         }
+        if case .failure(let error) = outcome {
+            // The applier is failed now, whether or not a connection is there to be told: the next
+            // OPEN_PAIR closes it and opens the pair again.
+            failed = true
+            logger.error("could not make writes durable; the pair is reopened by the next OPEN_PAIR", metadata: ["error": "\(error)"])
+        }
         guard let sink else { return }
         switch outcome {
         case .success(let (result, batch)):
@@ -256,9 +262,6 @@ actor PairDriver {
             metrics.acked(result.durableSeq)
             await sink.send(.ack(handle: sink.handle, durableSeq: result.durableSeq))
         case .failure(let error):
-            // The applier is failed now; the next OPEN_PAIR closes it and opens the pair again.
-            failed = true
-            logger.error("could not make writes durable; the pair is reopened by the next OPEN_PAIR", metadata: ["error": "\(error)"])
             await sink.send(.pairError(handle: sink.handle, code: .ioError, message: "\(error)"))
         }
     }
