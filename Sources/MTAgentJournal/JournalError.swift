@@ -69,7 +69,7 @@ final class PosixFile {
     func read(into buffer: UnsafeMutableRawBufferPointer, at offset: UInt64) throws -> Int {
         var done = 0
         while done < buffer.count {
-            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, off_t(offset) + off_t(done))
+            let n = pread(fd, buffer.baseAddress! + done, buffer.count - done, try fileOffset(offset, done, "pread"))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw JournalError.io(operation: "pread", path: path, errno: errno)
@@ -87,7 +87,7 @@ final class PosixFile {
     func write(_ raw: UnsafeRawBufferPointer, at offset: UInt64) throws {
         var done = 0
         while done < raw.count {
-            let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, off_t(offset) + off_t(done))
+            let n = pwrite(fd, raw.baseAddress! + done, raw.count - done, try fileOffset(offset, done, "pwrite"))
             if n < 0 {
                 if errno == EINTR { continue }
                 throw JournalError.io(operation: "pwrite", path: path, errno: errno)
@@ -96,9 +96,20 @@ final class PosixFile {
         }
     }
 
+    /// `offset + done` as a file offset; an offset no file can have (from a damaged record) is an
+    /// error, never a trap.
+    private func fileOffset(_ offset: UInt64, _ done: Int, _ operation: String) throws -> off_t {
+        let (sum, overflow) = offset.addingReportingOverflow(UInt64(done))
+        guard !overflow, let position = off_t(exactly: sum) else {
+            throw JournalError.io(operation: "\(operation) at offset \(offset)+\(done)", path: path, errno: EOVERFLOW)
+        }
+        return position
+    }
+
     /// Asks the kernel to start reading `[offset, offset + count)` now (a hint; errors ignored).
     func willNeed(offset: UInt64, count: Int) {
-        _ = posix_fadvise(fd, off_t(offset), off_t(count), POSIX_FADV_WILLNEED)
+        guard let start = off_t(exactly: offset) else { return }
+        _ = posix_fadvise(fd, start, off_t(count), POSIX_FADV_WILLNEED)
     }
 
     /// Starts writing back what is dirty in the file without waiting (POSIX_FADV_DONTNEED submits
@@ -113,7 +124,8 @@ final class PosixFile {
     }
 
     func truncate(to length: UInt64) throws {
-        guard ftruncate(fd, off_t(length)) == 0 else {
+        guard let end = off_t(exactly: length) else { throw JournalError.io(operation: "ftruncate to \(length)", path: path, errno: EOVERFLOW) }
+        guard ftruncate(fd, end) == 0 else {
             throw JournalError.io(operation: "ftruncate", path: path, errno: errno)
         }
     }

@@ -52,9 +52,18 @@ public final class PairApplier: @unchecked Sendable {
     /// `durable` with every queued item applied: what `accept` validates against.
     private var accepted: CommitRecord
     private var queue: [Item] = []
-    /// 4 KiB blocks whose old content is already in the journal since the last tag. Losing it (a restart)
-    /// only makes later records duplicate older ones; restore applies newest first, so the oldest wins.
-    private var copied: Set<UInt64> = []
+    /// 4 KiB blocks whose old content is already in the journal since the last tag, as ranges (see
+    /// `UndoSet`). Losing it (a restart, or the bound) only makes later records duplicate older ones;
+    /// restore applies newest first, so the oldest wins.
+    private var copied = UndoSet(maxRanges: UndoSet.defaultMaxRanges)
+    /// The most ranges the undo set keeps (config `undo_set_max_ranges`; 16 bytes each) before it is
+    /// emptied. Setting it empties the set.
+    public var undoSetMaxRanges: Int {
+        get { copied.maxRanges }
+        set { copied = UndoSet(maxRanges: newValue) }
+    }
+    /// Times the undo set outgrew `undoSetMaxRanges` and was emptied since the pair was opened.
+    public private(set) var undoSetDrops = 0
     /// Set when an I/O error left the applier between two orderings: only close and reopen can repair that.
     private var failure: Error?
 
@@ -171,7 +180,7 @@ public final class PairApplier: @unchecked Sendable {
 
     /// Validates `op` against the sequence and range rules and queues it. Never blocks on I/O.
     public func accept(_ op: PairOp) -> Acceptance {
-        if let failure { return .refused("the pair failed (\(failure)); close and reopen it") }
+        if let failure { return .refused(.failed(reason: "\(failure)")) }
         let seq = op.seq
         if seq <= accepted.durableSeq { return .duplicate }
         if case .resyncBegin = op {
@@ -183,26 +192,25 @@ public final class PairApplier: @unchecked Sendable {
             return .queued
         }
         if accepted.state == .resyncRequired {
-            return .refused("the pair needs a resync (\(accepted.reason)): only resync-begin is accepted")
+            return .refused(.resyncRequired(reason: accepted.reason))
         }
         if seq != accepted.durableSeq + 1 {
-            return requireResync("sequence gap: expected \(accepted.durableSeq + 1), got \(seq)")
+            return requireResync(.sequenceGap(expected: accepted.durableSeq + 1, got: seq))
         }
         switch op {
         case .write(_, let offset, let data):
             let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
             if overflow || end > targetSize {
-                return requireResync(
-                    "write past the end of the target: \(offset)+\(data.count) > \(targetSize)")
+                return requireResync(.writeOutOfRange(offset: offset, length: UInt64(data.count), targetSize: targetSize))
             }
         case .resyncMark(_, let through):
-            guard accepted.state == .resyncing else { return requireResync("resync-mark outside a resync") }
+            guard accepted.state == .resyncing else { return requireResync(.outsideResync(op: "resync-mark")) }
             guard through <= targetSize else {
-                return requireResync("resync-mark past the end of the target: \(through) > \(targetSize)")
+                return requireResync(.markOutOfRange(through: through, targetSize: targetSize))
             }
             accepted.resyncOffset = through
         case .resyncDone:
-            guard accepted.state == .resyncing else { return requireResync("resync-done outside a resync") }
+            guard accepted.state == .resyncing else { return requireResync(.outsideResync(op: "resync-done")) }
             accepted.state = .inSync
             accepted.resyncOffset = targetSize
             accepted.hasBaseline = true
@@ -241,7 +249,7 @@ public final class PairApplier: @unchecked Sendable {
     @discardableResult
     public func markResyncRequired(reason: String) throws -> CommitOutcome {
         if let failure { throw failure }
-        _ = requireResync(reason)
+        enterResyncRequired(reason)
         return try commit()
     }
 
@@ -284,12 +292,16 @@ public final class PairApplier: @unchecked Sendable {
 
     // MARK: Internals
 
-    private func requireResync(_ reason: String) -> Acceptance {
+    private func requireResync(_ refusal: PairRefusal) -> Acceptance {
+        enterResyncRequired(refusal.description)
+        return .refused(refusal)
+    }
+
+    private func enterResyncRequired(_ reason: String) {
         logger.warning("pair needs a resync", metadata: ["pair.reason": "\(reason)"])
         accepted.state = .resyncRequired
         accepted.reason = reason
         queue.append(.requireResync(reason))
-        return .refused(reason)
     }
 
     /// One batch: ops in seq order, ending at its only tag if it has one.
@@ -441,31 +453,27 @@ public final class PairApplier: @unchecked Sendable {
 
     /// The UNDO records a write needs: the old content of every 4 KiB block it covers (clamped to the
     /// target's end) not copied since the last tag, one record per run of such blocks (split at 1 MiB).
+    /// `accept` checked that the write ends inside the target, so nothing here overflows.
     private func planUndo(seq: UInt64, offset: UInt64, length: UInt64, into pieces: inout [UndoPiece]) {
         guard length > 0 else { return }
         let block = JournalFormat.blockSize
         let first = offset / block
         let last = (offset + length - 1) / block
-        var runStart: UInt64?
-        func flush(upTo end: UInt64) {
-            guard let start = runStart else { return }
-            runStart = nil
-            var position = start * block
-            let stop = min(end * block, targetSize)
+        let (runs, dropped) = copied.insert(first..<(last + 1))
+        if dropped {
+            undoSetDrops += 1
+            logger.warning("the undo set outgrew its bound and was emptied: blocks written again before the next tag are saved again",
+                           metadata: ["undoSet.maxRanges": "\(copied.maxRanges)", "undoSet.drops": "\(undoSetDrops)"])
+        }
+        for run in runs {
+            var position = run.lowerBound * block
+            let stop = min(run.upperBound * block, targetSize)
             while position < stop {
                 let count = Int(min(UInt64(JournalFormat.maxUndoData), stop - position))
                 pieces.append(UndoPiece(seq: seq, offset: position, count: count))
                 position += UInt64(count)
             }
         }
-        for index in first...last {
-            if copied.insert(index).inserted {
-                if runStart == nil { runStart = index }
-            } else {
-                flush(upTo: index)
-            }
-        }
-        flush(upTo: last + 1)
     }
 
     /// Appends the UNDO records, in order. Large aligned pieces are read with O_DIRECT into the two

@@ -28,8 +28,8 @@ public enum Acceptance: Sendable, Equatable {
     case queued
     /// Already accepted earlier (a resend after a reconnect): ignored.
     case duplicate
-    /// Not applied and the sequence did not advance; the reason says why.
-    case refused(String)
+    /// Not applied and the sequence did not advance; the refusal says why.
+    case refused(PairRefusal)
 }
 
 /// Where a record starts in a pair's journal: segment number and byte offset inside that segment file.

@@ -18,6 +18,8 @@ public final class JournalStore: ReplicaStore {
     let logger: Logger
     /// Closed while the retention volume is full under space_policy stop.
     let gate: SpaceGate
+    /// Config `undo_set_max_ranges`, given to every applier this store opens.
+    let undoSetMaxRanges: Int
     /// Journal segment size (256 MiB); `MT_AGENT_JOURNAL_SEGMENT_BYTES` lowers it for tests, so
     /// pruning has whole segments to free in a small journal.
     let segmentLimit: UInt64 = ProcessInfo.processInfo.environment["MT_AGENT_JOURNAL_SEGMENT_BYTES"].flatMap { UInt64($0) }
@@ -27,9 +29,10 @@ public final class JournalStore: ReplicaStore {
     let allowFileTargets: Bool
 
     public init(catalog: Catalog, retentionPath: String, inspector: TargetInspector, logger: Logger, gate: SpaceGate = SpaceGate(),
-                allowFileTargets: Bool = false) {
+                allowFileTargets: Bool = false, undoSetMaxRanges: Int = UndoSet.defaultMaxRanges) {
         self.gate = gate
         self.allowFileTargets = allowFileTargets
+        self.undoSetMaxRanges = undoSetMaxRanges
         self.catalog = catalog
         self.retentionPath = retentionPath
         self.journalRoot = RetentionLayout(retention: retentionPath).journalRoot
@@ -95,6 +98,7 @@ public final class JournalStore: ReplicaStore {
         do {
             let applier = try PairApplier.open(pair: info, targetPath: path, admitted: admitted.node, journalRoot: journalRoot, catalog: catalog,
                                                logger: pairLogger, segmentLimit: segmentLimit)
+            applier.undoSetMaxRanges = undoSetMaxRanges
             return JournalPair(applier: applier, metrics: AppliedMetrics(pairID: pairID, group: group))
         } catch {
             throw StoreRefusal(.ioError, "cannot open pair \(pairID) on \(path): \(error)")
@@ -115,11 +119,14 @@ extension JournalStore {
 struct AppliedMetrics: Sendable {
     let bytes: Counter
     let writes: Counter
+    /// Times the pair's undo set outgrew `undo_set_max_ranges` and was emptied.
+    let undoSetDrops: Counter
 
     init(pairID: String, group: String, factory: any MetricsFactory = MetricsSystem.factory) {
         let labels = [("pair", pairID), ("group", group)]
         bytes = Counter(label: "mt_agent_applied_bytes_total", dimensions: labels, factory: factory)
         writes = Counter(label: "mt_agent_applied_writes_total", dimensions: labels, factory: factory)
+        undoSetDrops = Counter(label: "mt_agent_undo_set_drops_total", dimensions: labels, factory: factory)
     }
 }
 
@@ -144,13 +151,13 @@ final class JournalPair: ReplicaPair {
 
     func apply(_ ops: [PairOp]) throws -> ApplyResult {
         // The first refusal is reported; the driver sends one PAIR_ERROR per resync episode.
-        var refusal: ApplyResult.Refusal?
+        var refusal: PairRefusal?
         // The writes queued (not duplicates, not refused): applied once their seq is durable.
         var queued: [(seq: UInt64, bytes: Int)] = []
         for op in ops {
             switch applier.accept(op) {
-            case .refused(let reason) where refusal == nil:
-                refusal = ApplyResult.Refusal(kind: Self.kind(of: reason), message: reason)
+            case .refused(let why) where refusal == nil:
+                refusal = why
             case .queued:
                 switch op {
                 case .resyncBegin: refusal = nil
@@ -161,7 +168,9 @@ final class JournalPair: ReplicaPair {
                 break
             }
         }
+        let dropsBefore = applier.undoSetDrops
         defer {
+            if applier.undoSetDrops > dropsBefore { metrics.undoSetDrops.increment(by: applier.undoSetDrops - dropsBefore) }
             // Also after a failed commit: the batches before the failure are on the target.
             var bytes = 0
             var writes = 0
@@ -179,12 +188,6 @@ final class JournalPair: ReplicaPair {
         return ApplyResult(durableSeq: outcome.durableSeq, refusal: refusal)
     }
 
-    static func kind(of reason: String) -> ApplyResult.Refusal.Kind {
-        if reason.hasPrefix("sequence gap") { return .sequenceGap }
-        if reason.hasPrefix("write past the end") { return .writeOutOfRange }
-        return .resyncRequired
-    }
-
     func requireResync(reason: String) throws {
         try applier.markResyncRequired(reason: reason)
         current.withLockedValue { $0 = Self.status(of: applier) }
@@ -193,6 +196,9 @@ final class JournalPair: ReplicaPair {
     func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8] {
         // Read in large pieces of whole chunks and hash the chunks inside: one pread per 4 KiB
         // chunk would dominate a differential resync.
+        // `count` comes from the wire (up to 2^32): only the chunks inside the target are hashed.
+        let left = offset < applier.targetSize ? (applier.targetSize - offset + UInt64(chunkSize) - 1) / UInt64(chunkSize) : 0
+        let count = Int(min(UInt64(count), left))
         var out: [UInt8] = []
         out.reserveCapacity(count * 32)
         try applier.readTarget(offset: offset, count: count * chunkSize, granule: chunkSize) { piece in

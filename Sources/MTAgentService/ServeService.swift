@@ -27,6 +27,8 @@ public struct ServeAssembly {
     /// What the endpoint serves: the text exposition of the metrics backend the executable
     /// bootstrapped (the library only emits through swift-metrics).
     public var metricsExposition: @Sendable () -> [UInt8]
+    /// Config `undo_set_max_ranges`: the bound of each pair's undo set.
+    public var undoSetMaxRanges: Int = UndoSet.defaultMaxRanges
     public var logger: Logger
     /// The lab setting `allow_file_targets` (off: targets are block devices only).
     public var allowFileTargets = false
@@ -60,7 +62,7 @@ public struct ServeAssembly {
         let gate = SpaceGate()
         let store = JournalStore(catalog: catalog, retentionPath: retentionPath,
                                  inspector: TargetInspector.forRoot(root, logger: logger), logger: logger, gate: gate,
-                                 allowFileTargets: allowFileTargets)
+                                 allowFileTargets: allowFileTargets, undoSetMaxRanges: undoSetMaxRanges)
         let recovery = store.recovery(logger: logger)
         // A failover or commit killed half-way is finished before any sender can connect.
         let finished = try recovery.finishInterrupted()

@@ -96,7 +96,7 @@ struct ApplierTests {
         let expected = driver.source
         let gapSeq = driver.seq + 2
         #expect(applier.accept(.write(seq: gapSeq, offset: 200, data: [7, 7, 7]))
-                == .refused("sequence gap: expected \(driver.seq + 1), got \(gapSeq)"))
+                == .refused(.sequenceGap(expected: driver.seq + 1, got: gapSeq)))
         #expect(applier.state == .resyncRequired)
         #expect(applier.reason == "sequence gap: expected \(driver.seq + 1), got \(gapSeq)")
         if case .refused = applier.accept(.write(seq: gapSeq + 1, offset: 300, data: [8])) {} else {
@@ -129,7 +129,7 @@ struct ApplierTests {
         let (target, _, applier) = try fixture.openNewPair("d", size: 8192, rng: &rng)
         let before = try readFile(target)
         #expect(applier.accept(.write(seq: 1, offset: 8000, data: [UInt8](repeating: 1, count: 193)))
-                == .refused("write past the end of the target: 8000+193 > 8192"))
+                == .refused(.writeOutOfRange(offset: 8000, length: 193, targetSize: 8192)))
         #expect(applier.state == .resyncRequired)
         _ = try applier.commit()
         #expect(digest(try readFile(target)) == digest(before))

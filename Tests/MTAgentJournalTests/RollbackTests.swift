@@ -172,3 +172,54 @@ struct RollbackTests {
 
 /// A simulated kill: thrown from the progress callback, it stops the rollback after that record.
 struct Interrupt: Error {}
+
+/// UNDO records come from disk: one with a valid checksum but an offset or length that does not fit
+/// the target (forged, or written by a bug) must stop a rollback or restore with a clear error
+/// before anything is written — never trap the service, never write past the target's end.
+@Suite("Forged UNDO records", .tags(.medium))
+struct ForgedUndoTests {
+    enum Place: String, CaseIterable { case lastSegment, earlierSegment }
+
+    static let cases: [(offset: UInt64, length: Int)] = [
+        (UInt64.max - 1000, 4096),  // offset + length overflows
+        (1 << 63, 4096),  // beyond any off_t
+        (1 << 20, 4096),  // at the target's end (the target is 1 MiB)
+        ((1 << 20) - 100, 4096),  // straddles the end
+    ]
+
+    @Test(arguments: Place.allCases, 0..<cases.count)
+    func aForgedUndoRecordFailsTheRollbackCleanly(place: Place, index: Int) throws {
+        let (offset, length) = Self.cases[index]
+        let w = try RollbackTests.Workload(seed: 21, tags: 3)
+        let journal = w.fixture.journal("p")
+        let segments = try JournalFormat.segments(in: journal)
+        let point = w.snapshots[0].position
+        let segment = place == .lastSegment ? segments.last! : point.segment
+        try #require(place == .lastSegment || segment != segments.last, "the workload must span segments")
+        // Appended at the end of a segment: a well-formed record the rollback to point 1 must undo.
+        let path = JournalFormat.segmentPath(journal, segment)
+        let forgedAt = UInt64(try readFile(path).count)
+        let record = JournalFormat.encode(type: .undo, payload: UndoRecord(seq: 999, offset: offset, length: UInt32(length))
+            .encode(data: ArraySlice(repeating: 0xEE, count: length)))
+        try writeFile(path, try readFile(path) + record)
+        let before = try readFile(w.pair.target)
+
+        func expectCorrupt(_ what: String, _ body: () throws -> Void) {
+            do {
+                try body()
+                Issue.record("\(what) applied a forged UNDO record at offset \(offset)")
+            } catch let JournalError.corruptRecord(_, s, o, detail) {
+                #expect(s == segment && o == forgedAt, "\(what): the error must name the forged record")
+                #expect(detail.contains("\(offset)"), "\(what): \(detail)")
+            } catch {
+                Issue.record("\(what): expected corruptRecord, got \(error)")
+            }
+        }
+        expectCorrupt("restore") {
+            _ = try UndoRestore.restore(pairJournal: journal, to: point, target: w.pair.target)
+        }
+        #expect(try readFile(w.pair.target) == before, "restore must write nothing")
+        expectCorrupt("rollback") { _ = try w.roll(to: 0) }
+        #expect(try readFile(w.pair.target) == before, "rollback must write nothing")
+    }
+}

@@ -212,6 +212,12 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
         var applyDelay: Duration = .zero
         var holdArmed = false
         var holding = false
+        /// Calls in order ("apply", "applied", "failed", "close"): shows an apply after or during a close.
+        var calls: [String] = []
+        /// The next apply fails like an I/O error, and every one after it until the store opens the
+        /// pair again (as a PairApplier stays failed until it is closed and reopened).
+        var failArmed = false
+        var failed = false
     }
 
     let name: String
@@ -239,7 +245,15 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     var isHolding: Bool { box.withLockedValue { $0.holding } }
     func release() { box.withLockedValue { $0.holdArmed = false }; hold.signal() }
 
-    func opened() { box.withLockedValue { $0.opens += 1 } }
+    func opened() {
+        box.withLockedValue {
+            $0.opens += 1
+            $0.failed = false
+        }
+    }
+
+    /// The next apply throws, and so does every later one until the pair is opened again.
+    func failNextApply() { box.withLockedValue { $0.failArmed = true } }
 
     // ReplicaPair
 
@@ -250,6 +264,7 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     func apply(_ ops: [PairOp]) throws -> ApplyResult {
         let (delay, mustHold) = box.withLockedValue { r -> (Duration, Bool) in
             r.applyCalls += 1
+            r.calls.append("apply")
             r.batchBytes.append(ops.reduce(0) { if case .write(_, _, let d) = $1 { $0 + d.count } else { $0 } })
             let h = r.holdArmed
             if h { r.holdArmed = false; r.holding = true }
@@ -259,16 +274,23 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
             hold.wait()
             box.withLockedValue { $0.holding = false }
         }
+        // After the hold, so a test can fail an apply that is already running.
+        let fail = box.withLockedValue { r -> Bool in
+            if r.failArmed { r.failArmed = false; r.failed = true }
+            if r.failed { r.calls.append("failed") }
+            return r.failed
+        }
+        if fail { throw TestFailure("injected I/O error: the pair must be closed and reopened") }
         if delay > .zero {
             let c = delay.components
             usleep(UInt32(c.seconds * 1_000_000 + c.attoseconds / 1_000_000_000_000))
         }
         return box.withLockedValue { r in
-            var refusal: ApplyResult.Refusal?
-            func refuse(_ kind: ApplyResult.Refusal.Kind, _ message: String, requireResync: Bool) {
+            var refusal: PairRefusal?
+            func refuse(_ why: PairRefusal, requireResync: Bool) {
                 r.refused += 1
-                if requireResync { r.state = .resyncRequired; r.reason = message }
-                if refusal == nil { refusal = ApplyResult.Refusal(kind: kind, message: message) }
+                if requireResync { r.state = .resyncRequired; r.reason = why.description }
+                if refusal == nil { refusal = why }
             }
             for op in ops {
                 let seq = op.seq
@@ -279,18 +301,18 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
                     continue
                 }
                 if r.state == .resyncRequired {
-                    refuse(.resyncRequired, "the pair needs a resync (\(r.reason ?? "")): only resync-begin is accepted", requireResync: false)
+                    refuse(.resyncRequired(reason: r.reason ?? ""), requireResync: false)
                     continue
                 }
                 if seq != r.durableSeq + 1 {
-                    refuse(.sequenceGap, "sequence gap: expected \(r.durableSeq + 1), got \(seq)", requireResync: true)
+                    refuse(.sequenceGap(expected: r.durableSeq + 1, got: seq), requireResync: true)
                     continue
                 }
                 switch op {
                 case .write(_, let offset, let data):
                     let (end, overflow) = offset.addingReportingOverflow(UInt64(data.count))
                     guard !overflow, end <= UInt64(size) else {
-                        refuse(.writeOutOfRange, "write past the end of the target: \(offset)+\(data.count) > \(size)", requireResync: true)
+                        refuse(.writeOutOfRange(offset: offset, length: UInt64(data.count), targetSize: UInt64(size)), requireResync: true)
                         continue
                     }
                     r.bytes.replaceSubrange(Int(offset)..<Int(end), with: data)
@@ -298,11 +320,14 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
                 case .tag(_, let tagID, let kind, let name, _):
                     r.applied.append(.tag(seq: seq, tagID: tagID, kind: kind, name: name))
                 case .resyncMark(_, let through):
-                    guard r.state == .resyncing else { refuse(.resyncRequired, "resync-mark outside a resync", requireResync: true); continue }
+                    guard r.state == .resyncing else { refuse(.outsideResync(op: "resync-mark"), requireResync: true); continue }
+                    guard through <= UInt64(size) else {
+                        refuse(.markOutOfRange(through: through, targetSize: UInt64(size)), requireResync: true); continue
+                    }
                     r.resyncOffset = through
                     r.applied.append(.resyncMark(seq: seq, through: through))
                 case .resyncDone:
-                    guard r.state == .resyncing else { refuse(.resyncRequired, "resync-done outside a resync", requireResync: true); continue }
+                    guard r.state == .resyncing else { refuse(.outsideResync(op: "resync-done"), requireResync: true); continue }
                     r.state = .inSync
                     r.resyncOffset = UInt64(size)
                     r.applied.append(.resyncDone(seq: seq))
@@ -311,6 +336,7 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
                 }
                 r.durableSeq = seq
             }
+            r.calls.append("applied")
             return ApplyResult(durableSeq: r.durableSeq, refusal: refusal)
         }
     }
@@ -336,7 +362,10 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     }
 
     func close() {
-        box.withLockedValue { $0.closes += 1 }
+        box.withLockedValue {
+            $0.closes += 1
+            $0.calls.append("close")
+        }
     }
 }
 

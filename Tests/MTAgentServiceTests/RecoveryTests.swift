@@ -255,6 +255,20 @@ struct RecoveryTests {
         #expect(try lab.targets() == lab.snapshots[8]!)
     }
 
+    /// Numbers from the catalog are hostile too: a resyncing pair whose resync offset is absurd (a
+    /// damaged or edited catalog) is reported, never trapped on.
+    @Test func anAbsurdResyncOffsetInTheCatalogIsReportedNotTrappedOn() throws {
+        let lab = try Self.lab(seed: 62)
+        let commit = CommitRecord(durableSeq: 1000, state: .resyncing, resyncOffset: .max - 5, hasBaseline: true, reason: "")
+        _ = try lab.catalog.record(.init(pairID: "p2", commit: commit), tags: [])
+        do {
+            _ = try lab.recovery().prepareFailover(group: "g", selector: .latest, force: false)
+            Issue.record("a failover during a resync was accepted")
+        } catch {
+            #expect("\(error)".contains("pair p2 of group g is resyncing (100 % done)"), "\(error)")
+        }
+    }
+
     struct Stop: Error {}
 }
 

@@ -57,11 +57,12 @@ struct IdentityConfigTests {
         ("space_policy = delete-all", "/etc/mt-agent/mt-agent.conf line 2: space_policy: \"delete-all\" is not one of prune-oldest, stop"),
         ("retention_path = mnt/retention", "/etc/mt-agent/mt-agent.conf line 2: retention_path: \"mnt/retention\" is not an absolute path"),
         ("tls_key =", "/etc/mt-agent/mt-agent.conf line 2: tls_key: no value"),
-        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key, metrics_address, log_level, allow_file_targets)"),
+        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key, metrics_address, log_level, allow_file_targets, undo_set_max_ranges)"),
         ("metrics_address = localhost:9464", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"localhost:9464\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
         ("metrics_address = 127.0.0.1:0", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"127.0.0.1:0\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
         ("metrics_address = ::1:9464", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"::1:9464\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
         ("log_level = loud", "/etc/mt-agent/mt-agent.conf line 2: log_level: \"loud\" is not one of trace, debug, info, notice, warning, error, critical"),
+        ("undo_set_max_ranges = 0", "/etc/mt-agent/mt-agent.conf line 2: undo_set_max_ranges: \"0\" is not a number of ranges from 1 to 16777216"),
         ("port 9443", "/etc/mt-agent/mt-agent.conf line 2: expected `key = value`, found \"port 9443\""),
         ("port = 9443\nport = 9444", "/etc/mt-agent/mt-agent.conf line 3: port: set twice"),
     ])
@@ -134,7 +135,7 @@ struct ConfigSourcesTests {
             "listen_address": "::1", "port": "9555", "retention_path": "/srv/ret", "rpo_threshold": "3m",
             "retention_window": "2d", "app_consistent_frequency": "20m", "space_policy": "stop",
             "tls_certificate": "/x/cert.pem", "tls_key": "/x/key.pem", "passphrase_key": "/x/pass.key",
-            "metrics_address": "off", "log_level": "error", "allow_file_targets": "true",
+            "metrics_address": "off", "log_level": "error", "allow_file_targets": "true", "undo_set_max_ranges": "4096",
         ]
         #expect(Set(values.keys) == Set(AgentConfig.keys.map(\.key)))
         var environment: [String: String] = [:]

@@ -93,6 +93,7 @@ struct ServeCommand: AsyncParsableCommand {
                                          metricsAddress: agent.metricsAddress.map { ($0.host, $0.port) }, metricsExposition: exposition,
                                          logger: logger)
             assembly.allowFileTargets = agent.allowFileTargets
+            assembly.undoSetMaxRanges = agent.undoSetMaxRanges
             try await assembly.run()
         } catch {
             throw fail("\(error)")

@@ -78,6 +78,9 @@ public enum PairRollback {
         let file = try PosixFile.openTarget(target, flags: O_RDWR, admitted: admitted)
         let targetSize = try file.size()
         let blockSize = Int(JournalFormat.blockSize)
+        // Before anything is written: a record that does not fit the target stops the rollback here.
+        try UndoIndex.checkFits(undo, targetSize: targetSize, directory: pairJournal)
+        try UndoIndex.checkFits(saved.extents, targetSize: targetSize, directory: savedDirectory)
 
         var changed = IndexSet()  // S
         for extent in undo { changed.insert(integersIn: extent.blocks) }

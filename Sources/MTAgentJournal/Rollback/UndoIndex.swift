@@ -11,6 +11,10 @@ struct UndoExtent {
     /// Byte offset of the data inside its segment.
     var dataStart: UInt64 { position.offset + UInt64(JournalFormat.headerSize + UndoRecord.fixedSize) }
 
+    /// Where the covered bytes end. Every extent is made by `UndoIndex.checked`, which refuses one
+    /// whose end overflows or lies beyond any file offset, so this and `blocks` never trap.
+    var end: UInt64 { targetOffset + UInt64(length) }
+
     /// The 4 KiB blocks the record covers (its last one may be short, at the target's end).
     var blocks: Range<Int> {
         let first = Int(targetOffset / JournalFormat.blockSize)
@@ -25,6 +29,30 @@ enum UndoIndex {
     /// Every UNDO record after the TAG record at `position`, in journal order, including records inside
     /// aborted ranges (their target writes may have partly happened). Every checksum is verified; a torn
     /// tail (never synced, so never followed by a target write) is ignored, damage anywhere else throws.
+    /// An extent from a record's fields, after checking they describe bytes a file can have: the
+    /// record's checksum only proves it was written so, not that it fits (a bug or a forged record).
+    static func checked(position: JournalPosition, offset: UInt64, length: UInt32, directory: String) throws -> UndoExtent {
+        let (end, overflow) = offset.addingReportingOverflow(UInt64(length))
+        guard !overflow, end <= UInt64(Int64.max) else {
+            throw JournalError.corruptRecord(
+                path: JournalFormat.segmentPath(directory, position.segment), segment: position.segment, offset: position.offset,
+                detail: "the UNDO record covers \(length) bytes at target offset \(offset), beyond any device; the journal is damaged or forged")
+        }
+        return UndoExtent(position: position, targetOffset: offset, length: Int(length))
+    }
+
+    /// Throws when an extent reaches past the target's end: applying it would write outside the
+    /// target (or extend a file target). Checked for every extent before a rollback writes anything.
+    static func checkFits(_ extents: [UndoExtent], targetSize: UInt64, directory: String) throws {
+        for extent in extents where extent.end > targetSize {
+            throw JournalError.corruptRecord(
+                path: JournalFormat.segmentPath(directory, extent.position.segment), segment: extent.position.segment,
+                offset: extent.position.offset,
+                detail: "the UNDO record covers bytes \(extent.targetOffset)..<\(extent.end), past the end of the target "
+                    + "(\(targetSize) bytes); the journal is damaged or forged, or the target is not this pair's")
+        }
+    }
+
     static func extents(after position: JournalPosition, in directory: String) throws -> [UndoExtent] {
         let segments = try JournalFormat.segments(in: directory)
         var found: [UndoExtent] = []
@@ -84,8 +112,8 @@ enum UndoIndex {
                         throw JournalError.corruptRecord(path: path, segment: segment, offset: offset,
                                                          detail: "UNDO data length \(dataLength) does not match the record's payload length \(length)")
                     }
-                    found.append(UndoExtent(position: here, targetOffset: head.readBE(UInt64.self, at: JournalFormat.headerSize + 8),
-                                            length: Int(dataLength)))
+                    found.append(try checked(position: here, offset: head.readBE(UInt64.self, at: JournalFormat.headerSize + 8),
+                                             length: dataLength, directory: directory))
                 }
                 offset += UInt64(JournalFormat.headerSize) + length
             }
@@ -122,7 +150,7 @@ enum UndoIndex {
                 path: JournalFormat.segmentPath(directory, record.position.segment), segment: record.position.segment,
                 offset: record.position.offset, detail: "checksum is valid but the UNDO payload does not parse")
         }
-        return UndoExtent(position: record.position, targetOffset: undo.offset, length: Int(undo.length))
+        return try checked(position: record.position, offset: undo.offset, length: undo.length, directory: directory)
     }
 }
 

@@ -23,6 +23,7 @@ public enum UndoRestore {
         // The scan verified every checksum; the data is read again record by record so memory stays small.
         let undo = try UndoIndex.extents(after: position, in: pairJournal)
         let file = try PosixFile.openTarget(target, flags: O_RDWR, admitted: nil)
+        try UndoIndex.checkFits(undo, targetSize: try file.size(), directory: pairJournal)
         let reader = SegmentReader(directory: pairJournal)
         var stats = RestoreStats(records: 0, bytes: 0)
         for extent in undo.reversed() {

@@ -131,8 +131,7 @@ struct Connection {
             pairLogger[metadataKey: "pair.id"] = "\(open.pairID)"
             pairLogger[metadataKey: "group.id"] = "\(open.groupID)"
             do {
-                let driver = try await registry.driver(for: open)
-                let status = await driver.attach(PairSink(connection: id, handle: open.handle, send: send))
+                let (driver, status) = try await registry.attach(open, sink: PairSink(connection: id, handle: open.handle, send: send))
                 handles[open.handle] = driver
                 pairLogger.info("pair opened", metadata: ["target": "\(open.target)", "state": "\(status.state.rawValue)", "durable.seq": "\(status.durableSeq)"])
                 await send(.pairState(Frame.PairStateReport(handle: open.handle, state: Frame.WireState(status.state), durableSeq: status.durableSeq,

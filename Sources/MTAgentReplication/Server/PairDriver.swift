@@ -17,6 +17,11 @@ struct PairSink: Sendable {
 /// frame), and `enqueue` suspends while more than `maxPendingBytes` wait behind it — so the
 /// connection keeps reading while a batch is fsynced, yet a slow target disk stops its reads and
 /// TCP slows the sender. At most about 3 × `maxPendingBytes` of a pair's data is held.
+///
+/// Ending a pair (`stop` for a failover, `close` at shutdown or before a reopen) refuses new frames
+/// at once, then waits for the worker — which owns the batch being applied and finishes only after
+/// its last commit returned — and only then closes the pair: nothing reaches the target after
+/// `stop` returns, so a failover's rollback never meets a late write.
 actor PairDriver {
     enum Item {
         case op(PairOp.Pending)
@@ -38,7 +43,14 @@ actor PairDriver {
     private var queue = CircularBuffer<Item>()
     /// Bytes of data queued and not yet taken into a batch.
     private var pendingBytes = 0
-    private var working = false
+    /// The task running `work()`, while there is work; `end` awaits it. It owns the batch being
+    /// applied (`work` awaits that before it returns), so when it is done nothing is on the pool.
+    private var worker: Task<Void, Never>?
+    private enum Life { case open, ending, closed }
+    /// `open` until `stop` or `close` begins; from then on frames are refused.
+    private var life = Life.open
+    /// Set when a commit failed on an I/O error: the pair stays failed until closed and opened again.
+    private(set) var failed = false
     private var capacityWaiters: [CheckedContinuation<Void, Never>] = []
     /// True once a refusal was reported, until a RESYNC_BEGIN is applied: one PAIR_ERROR per episode.
     private var refusalReported = false
@@ -57,14 +69,21 @@ actor PairDriver {
         refusalReported = pair.status.state == .resyncRequired
     }
 
+    /// True while the pair can take frames: not ended, not failed. The registry opens a pair
+    /// whose driver is not usable again.
+    var isUsable: Bool { life == .open && !failed }
+
     /// Hands the pair to a connection, after everything the previous one queued is durable; the
-    /// previous connection is told. Returns the state to report in PAIR_STATE.
-    func attach(_ newSink: PairSink) async -> ReplicaStatus {
+    /// previous connection is told. Returns the state to report in PAIR_STATE, or nil when the
+    /// pair was stopped or closed meanwhile (the registry then opens it again).
+    func attach(_ newSink: PairSink) async -> ReplicaStatus? {
+        guard life == .open else { return nil }
         if let old = sink, old.connection != newSink.connection {
             await old.send(.pairError(handle: old.handle, code: .pairTakenOver, message: "pair \(pairID) was opened by another connection"))
         }
         sink = newSink
         await drain()
+        guard life == .open else { return nil }
         let status = pair.status
         metrics.acked(status.durableSeq)  // PAIR_STATE tells the sender this much is durable
         return status
@@ -93,7 +112,7 @@ actor PairDriver {
     /// Queues `op` from `connection`; false (and nothing queued) when another connection has
     /// taken the pair over since: a stale connection must never write.
     func enqueue(_ op: PairOp.Pending, from connection: UInt64) async -> Bool {
-        guard sink?.connection == connection else { return false }
+        guard life == .open, sink?.connection == connection else { return false }
         if op.data != nil {
             metrics.received(bytes: op.byteCount)
             rate.add(op.byteCount, at: Self.monotonicSecond())
@@ -108,7 +127,7 @@ actor PairDriver {
     }
 
     func requestHashes(offset: UInt64, chunkSize: Int, count: Int, from connection: UInt64) -> Bool {
-        guard sink?.connection == connection else { return false }
+        guard life == .open, sink?.connection == connection else { return false }
         queue.append(.hashes(offset: offset, chunkSize: chunkSize, count: count))
         startWorker()
         return true
@@ -123,9 +142,13 @@ actor PairDriver {
     }
 
     private func startWorker() {
-        guard !working else { return }
-        working = true
-        Task { await self.work() }
+        guard worker == nil else { return }
+        worker = Task { await self.work() }
+    }
+
+    /// Returns once the worker has finished everything queued, its last commit included.
+    private func settle() async {
+        while let worker { await worker.value }
     }
 
     /// Applies batches in order, one at a time. While one is applied (mostly waiting for the
@@ -164,7 +187,7 @@ actor PairDriver {
                 applying = Task { await self.commit(verified) }
             }
         }
-        working = false
+        worker = nil
     }
 
     private func wakeCapacityWaiters() {
@@ -215,6 +238,12 @@ actor PairDriver {
         } catch {
             outcome = .failure(error)
         }
+        if case .failure(let error) = outcome {
+            // The applier is failed now, whether or not a connection is there to be told: the next
+            // OPEN_PAIR closes it and opens the pair again.
+            failed = true
+            logger.error("could not make writes durable; the pair is reopened by the next OPEN_PAIR", metadata: ["error": "\(error)"])
+        }
         guard let sink else { return }
         switch outcome {
         case .success(let (result, batch)):
@@ -227,18 +256,12 @@ actor PairDriver {
                 await sink.send(.pairError(handle: sink.handle, code: .checksumMismatch, message: message))
             } else if let refusal = result.refusal, !refusalReported {
                 refusalReported = true
-                let code: ErrorCode = switch refusal.kind {
-                case .sequenceGap: .sequenceGap
-                case .writeOutOfRange: .writeOutOfRange
-                case .resyncRequired: .resyncRequired
-                }
-                logger.error("pair needs a resync", metadata: ["reason": "\(refusal.message)"])
-                await sink.send(.pairError(handle: sink.handle, code: code, message: refusal.message))
+                logger.error("pair refused a frame", metadata: ["reason": "\(refusal)"])
+                await sink.send(.pairError(handle: sink.handle, code: ErrorCode(refusal), message: refusal.description))
             }
             metrics.acked(result.durableSeq)
             await sink.send(.ack(handle: sink.handle, durableSeq: result.durableSeq))
         case .failure(let error):
-            logger.error("could not make writes durable", metadata: ["error": "\(error)"])
             await sink.send(.pairError(handle: sink.handle, code: .ioError, message: "\(error)"))
         }
     }
@@ -272,20 +295,44 @@ actor PairDriver {
         }
     }
 
+    /// Ends the pair (shutdown, or before it is opened again): like `stop`, without telling the connection.
     func close() async {
-        await drain()
-        pair.close()
+        await end(notify: nil)
     }
 
-    /// Ends the pair for good (its group was failed over): what is queued becomes durable, the
-    /// connection holding it gets `code`, its later frames are ignored, and the pair is closed.
+    /// Ends the pair for good (its group was failed over): from now on its frames are refused, what
+    /// was queued before becomes durable and is acked, the connection holding it gets `code`, and
+    /// the pair is closed once its last apply has returned.
     func stop(code: ErrorCode, message: String) async {
-        await drain()
-        if let sink {
-            await sink.send(.pairError(handle: sink.handle, code: code, message: message))
+        await end(notify: (code, message))
+    }
+
+    private func end(notify: (code: ErrorCode, message: String)?) async {
+        guard life == .open else {
+            // Another stop or close is ending it; once the worker is done nothing more is applied.
+            await settle()
+            return
+        }
+        life = .ending
+        await settle()
+        if let notify, let sink {
+            await sink.send(.pairError(handle: sink.handle, code: notify.code, message: notify.message))
         }
         sink = nil
+        life = .closed
         pair.close()
+    }
+}
+
+extension ErrorCode {
+    /// The PAIR_ERROR code of a refusal (docs/PROTOCOL.md §5).
+    init(_ refusal: PairRefusal) {
+        self = switch refusal {
+        case .sequenceGap: .sequenceGap
+        case .writeOutOfRange: .writeOutOfRange
+        case .markOutOfRange, .outsideResync, .resyncRequired: .resyncRequired
+        case .failed: .ioError
+        }
     }
 }
 

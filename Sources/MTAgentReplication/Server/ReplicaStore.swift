@@ -35,17 +35,11 @@ public struct ReplicaStatus: Sendable, Equatable {
 public struct ApplyResult: Sendable, Equatable {
     /// Everything with seq ≤ this is durable.
     public var durableSeq: UInt64
-    /// Set when an op of this batch put the pair in resync-required: its error code and reason.
-    public var refusal: Refusal?
-    public init(durableSeq: UInt64, refusal: Refusal? = nil) {
+    /// Set when an op of this batch was refused (a gap, an out-of-range write…): the first such
+    /// refusal. Its case chooses the PAIR_ERROR code, its description is the message.
+    public var refusal: PairRefusal?
+    public init(durableSeq: UInt64, refusal: PairRefusal? = nil) {
         self.durableSeq = durableSeq; self.refusal = refusal
-    }
-
-    public struct Refusal: Sendable, Equatable {
-        public var kind: Kind
-        public var message: String
-        public enum Kind: Sendable, Equatable { case sequenceGap, writeOutOfRange, resyncRequired }
-        public init(kind: Kind, message: String) { self.kind = kind; self.message = message }
     }
 }
 

@@ -98,7 +98,7 @@ public final class Recovery: Sendable {
             if let early = try catalog.spacePruning(group: g) {
                 warnings.append("\(early.points) recovery point\(early.points == 1 ? " was" : "s were") pruned before the retention window "
                     + "because the retention volume ran short of space (space_policy prune-oldest; last at "
-                    + "\(PointSummary.format(UInt64(early.last.timeIntervalSince1970 * 1e9)))) — give the retention volume more space")
+                    + "\(PointSummary.format(Self.nanoseconds(early.last)))) — give the retention volume more space")
             }
             return GroupPoints(group: g, pairs: pairs, failover: failover, points: offered.map { p in
                 ListedPoint(point: p, latest: p.id == latest?.id, latestApp: p.id == latestApp?.id,
@@ -110,6 +110,13 @@ public final class Recovery: Sendable {
     /// The points whose positions cover every pair of the group, newest first.
     func commonPoints(group: String, pairs: [String]) throws -> [RecoveryPoint] {
         try catalog.recoveryPoints(group: group).filter { point in pairs.allSatisfy { point.positions[$0] != nil } }
+    }
+
+    /// A date from the catalog in ns since 1970, clamped: a damaged row must not trap the listing.
+    static func nanoseconds(_ date: Date) -> UInt64 {
+        let ns = date.timeIntervalSince1970 * 1e9
+        guard ns.isFinite, ns > 0 else { return 0 }
+        return ns < 18e18 ? UInt64(ns) : .max
     }
 
     private func unknownGroup(_ group: String, known: [String]) -> RecoveryRefusal {
@@ -130,7 +137,8 @@ public final class Recovery: Sendable {
             throw RecoveryRefusal("group \(group) is being committed; run 'mt-agent commit --group \(group)' to finish it")
         }
         if !force, let busy = pairs.first(where: { $0.state == .resyncing }) {
-            let percent = busy.sourceSize > 0 ? busy.resyncOffset * 100 / busy.sourceSize : 0
+            // Both from the catalog: checked, never trapped on (an offset past the size reads 100 %).
+            let percent = busy.sourceSize > 0 ? Int(min(1, Double(busy.resyncOffset) / Double(busy.sourceSize)) * 100) : 0
             throw RecoveryRefusal("pair \(busy.id) of group \(group) is resyncing (\(percent) % done): failing over now "
                 + "stops that resync — wait until the group is in sync, or pass --force to fail over to a point taken before it")
         }

@@ -25,6 +25,8 @@ public struct AgentConfig: Sendable, Equatable {
     public var logLevel: String = "info"
     /// Labs only: let regular files be replication targets. Production targets are block devices.
     public var allowFileTargets = false
+    /// Ranges of blocks a pair's undo set keeps before it is emptied (docs/JOURNAL.md "The undo set").
+    public var undoSetMaxRanges: Int = 65536
 
     public init() {}
 
@@ -55,6 +57,7 @@ public struct AgentConfig: Sendable, Equatable {
         ("metrics_address", "Prometheus endpoint, HOST:PORT (GET /metrics; loopback by default), or off."),
         ("log_level", "How much the service logs: trace, debug, info, notice, warning, error, critical."),
         ("allow_file_targets", "Labs only: let regular files be replication targets (true/false); production targets are disks."),
+        ("undo_set_max_ranges", "Per pair, the runs of blocks saved since the last tag that are remembered (16 bytes each); past it the set is emptied, which costs journal space only."),
     ]
 
     /// The log levels `log_level` accepts, as swift-log names them.
@@ -75,6 +78,7 @@ public struct AgentConfig: Sendable, Equatable {
         case "metrics_address": metricsAddress?.description ?? "off"
         case "log_level": logLevel
         case "allow_file_targets": String(allowFileTargets)
+        case "undo_set_max_ranges": String(undoSetMaxRanges)
         default: ""
         }
     }
@@ -177,6 +181,11 @@ public struct AgentConfig: Sendable, Equatable {
         case "allow_file_targets":
             guard let allow = Bool(value) else { return "\"\(value)\" is not true or false" }
             allowFileTargets = allow
+        case "undo_set_max_ranges":
+            guard let ranges = Int(value), (1...(1 << 24)).contains(ranges) else {
+                return "\"\(value)\" is not a number of ranges from 1 to 16777216"
+            }
+            undoSetMaxRanges = ranges
         case "space_policy":
             guard let policy = SpacePolicy(rawValue: value) else {
                 return "\"\(value)\" is not one of \(SpacePolicy.allCases.map(\.rawValue).joined(separator: ", "))"
