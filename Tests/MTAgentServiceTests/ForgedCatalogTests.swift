@@ -54,6 +54,19 @@ struct ForgedCatalogTests {
         #expect(try lab.catalog.groups() == ["g"])
     }
 
+    @Test func anInterruptedFailoverToAPointMissingAPairsPositionIsReportedNotTrappedOn() throws {
+        let lab = try Self.failedOver(seed: 84)
+        let state = try #require(try lab.catalog.failover(group: "g"))
+        // As if the service died mid-rollback, and the catalog then lost one pair's position of that point.
+        try lab.catalog.setFailover(group: "g", pointID: state.pointID, status: .rollingBack)
+        try Self.sqlite(lab.layout.catalog, "DELETE FROM recoveryPointPosition WHERE pointID = \(state.pointID) AND pairID = 'p2'")
+
+        let finished = try lab.recovery().finishInterrupted()
+        #expect(finished.isEmpty)
+        // Left failed over (nothing replicates onto it), and still rolling back: the operator is told, not a crash.
+        #expect(try lab.catalog.failover(group: "g")?.status == .rollingBack)
+    }
+
     @Test func pruningSkipsAForgedPairRow() throws {
         let lab = try RecoveryTests.lab(seed: 82)
         // `<base>/journal/../..` is the retention directory: segment-like files there must survive.

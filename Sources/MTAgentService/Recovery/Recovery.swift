@@ -181,9 +181,14 @@ public final class Recovery: Sendable {
             guard let journal = try layout.openJournal(id) else {
                 throw RecoveryRefusal("the journal of pair \(pair.id) (\(layout.journal(id))) is missing: group \(plan.group) cannot be rolled back")
             }
+            // A plan made by `failover` covers every pair; one rebuilt from the catalog after a crash
+            // is checked here, since a catalog row is data, not a promise.
+            guard let position = plan.point.positions[pair.id] else {
+                throw RecoveryRefusal("recovery point \(plan.point.id) has no journal position for pair \(pair.id): group \(plan.group) cannot be rolled back to it")
+            }
             let stats = try PairRollback.roll(
                 pairJournal: journal.path, savedDirectory: try layout.makeSaved(id),
-                to: plan.point.positions[pair.id]!, target: target.path, admitted: target.node
+                to: position, target: target.path, admitted: target.node
             ) { p in
                 try progress(FailoverProgress(pair: pair.id, pairIndex: index + 1, pairCount: plan.pairs.count,
                                           phase: p.phase, bytesDone: p.bytesDone, bytesTotal: p.bytesTotal))
