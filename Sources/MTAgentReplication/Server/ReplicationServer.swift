@@ -83,6 +83,10 @@ public final class ReplicationServer: Service, Sendable {
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(configuration.certificatePEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(configuration.privateKeyPEM.utf8), format: .pem)))
         tls.minimumTLSVersion = .tlsv13
+        // After the MT closes a connection it waits this long for the peer's close_notify: a
+        // peer that never sends one (still pushing a refused frame, or hostile) holds its fd,
+        // and its place under the connection caps, no longer than this.
+        tls.shutdownTimeout = .seconds(1)
         let sslContext = try NIOSSLContext(configuration: tls)
         let heartbeat = configuration.heartbeat
         let (metrics, admission, logger) = (self.metrics, self.admission, self.logger)
