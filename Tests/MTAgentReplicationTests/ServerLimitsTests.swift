@@ -59,8 +59,8 @@ struct ServerLimitsTests {
     /// the handshake deadline (10 s by default), measured from accept.
     @Test func heartbeatsDoNotExtendTheHandshakeDeadline() async throws {
         try await withServer(MemoryStore()) { server in
+            let start = ContinuousClock.now  // before connect: the deadline runs from accept
             let raw = try await server.raw()
-            let start = ContinuousClock.now
             let beating = Task {
                 while !Task.isCancelled {
                     try? await raw.send(.heartbeat(unixMillis: 1))
@@ -149,9 +149,10 @@ struct ServerLimitsTests {
                 print("passphrase checks: \(failed.count) wrong proofs from \(peers) addresses answered over \(last - first)")
                 #expect(last - first >= .milliseconds(1800), "40 checks answered within \(last - first): no service-wide budget")
             }
-            // In no one-second window more than 21 (20 per second, one at the window's start).
+            // Slots are 50 ms apart at the server, so 21 fit in a closed one-second window; the
+            // answers' arrival times here jitter by a few ms under load, so allow one more.
             let busiest = failed.indices.map { i in failed[i...].prefix { $0 - failed[i] < .seconds(1) }.count }.max() ?? 0
-            #expect(busiest <= 21, "\(busiest) checks within one second")
+            #expect(busiest <= 22, "\(busiest) checks within one second")
         }
     }
 }
@@ -163,8 +164,8 @@ struct ServerLimitSettingsTests {
         var limits = ServerLimits()
         limits.handshakeTimeout = .seconds(3)
         try await withServer(MemoryStore(), limits: limits) { server in
+            let start = ContinuousClock.now  // before connect: the deadline runs from accept
             let raw = try await server.raw()
-            let start = ContinuousClock.now
             try await raw.send(.heartbeat(unixMillis: 1))
             guard let frames = await raw.drainUntilClosed(timeout: .seconds(5)) else { Issue.record("not closed"); raw.close(); return }
             let elapsed = ContinuousClock.now - start
