@@ -214,6 +214,9 @@ actor PairDriver {
         do {
             let batch = try verified.get()
             outcome = .success((try await pool.runIfActive { try Self.apply(batch, to: pair) }, batch))
+            // Applied: the service-wide budget gets the bytes back before the ACK goes out, so a
+            // sender slow to read its ACKs cannot hold it.
+            for lease in batch.leases { lease.release() }
         } catch {
             outcome = .failure(error)
         }

@@ -9,12 +9,19 @@ import Synchronization
 /// dropped). Waiters are served in arrival order, so no connection starves another. A frame
 /// larger than the whole budget is let through alone.
 final class PendingBudget: Sendable {
-    /// Bytes held by one frame until this object goes.
+    /// Bytes held by one frame until `release()` or until this object goes, whichever is first.
     final class Lease: Sendable {
         let budget: PendingBudget
         let bytes: Int
+        private let released = Atomic(false)
         fileprivate init(budget: PendingBudget, bytes: Int) { self.budget = budget; self.bytes = bytes }
-        deinit { budget.release(bytes) }
+
+        func release() {
+            guard !released.exchange(true, ordering: .acquiringAndReleasing) else { return }
+            budget.release(bytes)
+        }
+
+        deinit { release() }
     }
 
     struct State {
