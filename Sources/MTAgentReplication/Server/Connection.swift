@@ -12,7 +12,6 @@ struct Connection {
     let throttle: AuthThrottle
     let gate: HandshakeGate
     let proofBudget: ProofBudget
-    let pendingBudget: PendingBudget
     let metrics: ServerMetrics
     var logger: Logger
 
@@ -27,7 +26,7 @@ struct Connection {
     /// The handshake deadline passed: the event loop has already sent ERROR timeout and closed.
     struct HandshakeExpired: Error {}
 
-    func run(_ channel: NIOAsyncChannel<Frame, Frame>) async {
+    func run(_ channel: NIOAsyncChannel<ReceivedFrame, Frame>) async {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 // Every frame the master target sends passes here: its errors are counted once.
@@ -65,10 +64,11 @@ struct Connection {
         }
     }
 
-    private func serve(inbound: NIOAsyncChannelInboundStream<Frame>, send: @escaping @Sendable (Frame) async -> Void,
+    private func serve(inbound: NIOAsyncChannelInboundStream<ReceivedFrame>, send: @escaping @Sendable (Frame) async -> Void,
                        handles: inout [UInt32: PairDriver]) async throws {
         var handshake = HandshakeMachine()
-        for try await frame in inbound {
+        for try await received in inbound {
+            let frame = received.frame
             try Task.checkCancellation()
             switch handshake.receive(frame) {
             case .none:
@@ -98,7 +98,7 @@ struct Connection {
                                     heartbeatMillis: UInt32(configuration.heartbeat.nanoseconds / 1_000_000),
                                     maxWrite: UInt32(FrameLimits.maxWriteData)))
             case .deliver(let frame):
-                try await handle(frame, send: send, handles: &handles)
+                try await handle(frame, lease: received.lease, send: send, handles: &handles)
             }
         }
     }
@@ -142,7 +142,9 @@ struct Connection {
         return String(peer[..<colon])
     }
 
-    private func handle(_ frame: Frame, send: @escaping @Sendable (Frame) async -> Void, handles: inout [UInt32: PairDriver]) async throws {
+    /// `lease`: a WRITE's share of the service-wide `PendingBudget`, held until it is applied.
+    private func handle(_ frame: Frame, lease: PendingBudget.Lease?, send: @escaping @Sendable (Frame) async -> Void,
+                        handles: inout [UInt32: PairDriver]) async throws {
         switch frame {
         case .heartbeat:
             return  // filtered before; kept so the switch names every frame
@@ -180,9 +182,8 @@ struct Connection {
             await driver.detach(connection: id)
             handles[handle] = nil
         case .write(let write):
-            // Nothing more is read from this connection until the service-wide budget has room.
             var pending = PairOp.Pending(write: write)
-            pending.lease = await pendingBudget.acquire(pending.byteCount)
+            pending.lease = lease
             try await enqueue(pending, handle: write.handle, handles: &handles)
         case .tag(let t):
             let kind = TagKind(rawValue: t.kind) ?? .crash

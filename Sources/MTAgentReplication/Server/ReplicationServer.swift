@@ -63,7 +63,7 @@ public final class ReplicationServer: Service, Sendable {
     /// What the accept loop receives: a connection to serve, or one refused at accept (already
     /// closing, before TLS).
     enum Accepted: Sendable {
-        case connection(NIOAsyncChannel<Frame, Frame>, HandshakeGate)
+        case connection(NIOAsyncChannel<ReceivedFrame, Frame>, HandshakeGate)
         case refused
     }
 
@@ -89,7 +89,7 @@ public final class ReplicationServer: Service, Sendable {
         tls.shutdownTimeout = .seconds(1)
         let sslContext = try NIOSSLContext(configuration: tls)
         let heartbeat = configuration.heartbeat
-        let (metrics, admission, logger) = (self.metrics, self.admission, self.logger)
+        let (metrics, admission, logger, pendingBudget) = (self.metrics, self.admission, self.logger, self.pendingBudget)
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -107,7 +107,8 @@ public final class ReplicationServer: Service, Sendable {
                     Self.enforceDeadline(gate, on: child, metrics: metrics, logger: logger)
                     try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
                     try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat, limit: gate.frameLimit, onReadTimeout: metrics.countTimeout)
-                    return .connection(try NIOAsyncChannel<Frame, Frame>(
+                    try child.pipeline.syncOperations.addHandler(PendingBudgetHandler(budget: pendingBudget))
+                    return .connection(try NIOAsyncChannel<ReceivedFrame, Frame>(
                         wrappingChannelSynchronously: child,
                         configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), gate)
                 }
@@ -117,7 +118,7 @@ public final class ReplicationServer: Service, Sendable {
         if let address { onBound(address) }
 
         let (registry, configuration, throttle) = (self.registry, self.configuration, self.throttle)
-        let (proofBudget, pendingBudget) = (self.proofBudget, self.pendingBudget)
+        let proofBudget = self.proofBudget
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
                 try await server.executeThenClose { connections in
@@ -130,7 +131,7 @@ public final class ReplicationServer: Service, Sendable {
                         connLogger[metadataKey: "peer"] = "\(peer)"
                         let handler = Connection(id: next, peer: peer, configuration: configuration, registry: registry,
                                                  throttle: throttle, gate: gate, proofBudget: proofBudget,
-                                                 pendingBudget: pendingBudget, metrics: metrics, logger: connLogger)
+                                                 metrics: metrics, logger: connLogger)
                         tasks.addTask {
                             // Graceful shutdown cancels the read loop; the connection then drains,
                             // acks and says goodbye (Connection.run).
