@@ -193,6 +193,10 @@ let package = Package(
             dependencies: [
                 "MTAgentCore", "MTAgentJournal", "MTAgentReplication", "MTAgentSetup",
                 .product(name: "Crypto", package: "swift-crypto"),
+                // Hostile peers over real TLS (HostileFloodTests).
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
             ]
         ),
     ],

@@ -1,7 +1,10 @@
 // libFuzzer target for the frame codec (docs/PROTOCOL.md §2, §4).
 //
 // Every input is a byte stream; `FrameRoundTrip.check` decodes it frame by frame, re-encodes each
-// frame and decodes it again, and crashes on any difference.
+// frame and decodes it again, and crashes on any difference. `HandshakeFuzz.check` then feeds the
+// same bytes to the master target's connection start as a peer would send them (the small frame
+// limit before WELCOME, the handshake state machine) and crashes when a frame gets past it
+// unauthenticated.
 //
 // Two builds from this one file:
 // - `swift build` (no FUZZING): a replayer, `mt-agent-frame-fuzzer FILE|DIR…`, that runs the
@@ -17,6 +20,7 @@ import MTAgentReplication
 public func frameFuzzerTestOneInput(_ data: UnsafePointer<UInt8>?, _ size: Int) -> CInt {
     let bytes = data.map { Array(UnsafeBufferPointer(start: $0, count: size)) } ?? []
     _ = FrameRoundTrip.check(bytes)
+    _ = HandshakeFuzz.check(bytes)
     return 0
 }
 
@@ -66,18 +70,23 @@ enum FrameFuzzerReplay {
                 files.append(argument)
             }
         }
-        var decoded = 0, failed = 0
+        var decoded = 0, failed = 0, authenticated = 0
         for file in files {
             guard let data = fm.contents(atPath: file) else {
                 FileHandle.standardError.write(Data("mt-agent-frame-fuzzer: cannot read \(file)\n".utf8))
                 exit(2)
             }
             let (frames, error) = FrameRoundTrip.check(Array(data))
+            let handshake = HandshakeFuzz.check(Array(data))
             if frames > 0 { decoded += 1 }
             if error != nil { failed += 1 }
-            print("\(file): \(frames) frame(s)" + (error.map { ", then \($0)" } ?? ""))
+            if handshake.authenticated { authenticated += 1 }
+            print("\(file): \(frames) frame(s)" + (error.map { ", then \($0)" } ?? "")
+                  + "; handshake: " + (handshake.authenticated ? "authenticated, \(handshake.delivered) delivered" : "not authenticated")
+                  + (handshake.refusal.map { ", refused \($0)" } ?? ""))
         }
-        print("\(files.count) input(s): \(decoded) decoded at least one frame, \(failed) ended in a frame error; no round-trip mismatch")
+        print("\(files.count) input(s): \(decoded) decoded at least one frame, \(failed) ended in a frame error, "
+              + "\(authenticated) passed the handshake; no round-trip mismatch, no frame past the handshake unauthenticated")
     }
 }
 #endif

@@ -46,6 +46,25 @@ struct FrameCodecFuzzCorpusTests {
         #expect(failed > 0, "no corpus input fails to decode")
     }
 
+    /// The same inputs through the connection start, as the fuzzer runs them: the small frame
+    /// limit before WELCOME and the handshake state machine.
+    @Test func everyCorpusInputKeepsTheHandshakeRules() throws {
+        var outcomes: [String: HandshakeFuzz.Outcome] = [:]
+        for file in try Self.files() {
+            do {
+                outcomes[file.lastPathComponent] = try HandshakeFuzz.verify([UInt8](try Data(contentsOf: file)))
+            } catch {
+                Issue.record("\(file.lastPathComponent): \(error)")
+            }
+        }
+        // Seeds that walk each path: authenticated and delivered, a wrong proof, a frame too large
+        // for the handshake, a pair frame before WELCOME.
+        #expect(outcomes["valid-handshake-open-write"] == .init(authenticated: true, delivered: 2, refusal: nil))
+        #expect(outcomes["valid-handshake-wrong-proof"] == .init(authenticated: false, delivered: 0, refusal: .authFailed))
+        #expect(outcomes["handshake-oversized-hello"] == .init(authenticated: false, delivered: 0, refusal: .frameTooLarge))
+        #expect(outcomes["valid-write-before-hello"] == .init(authenticated: false, delivered: 0, refusal: .notAuthenticated))
+    }
+
     @Test func seedsCoverEveryFrameType() throws {
         var types = Set<UInt8>()
         for file in try Self.files() where file.lastPathComponent.hasPrefix("valid-") {

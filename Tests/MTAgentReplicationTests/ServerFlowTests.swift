@@ -9,7 +9,7 @@ import Testing
 
 /// Sends `count` writes of `size` bytes in the background, counting the ones `sendWrite` returned
 /// from, then waits until all are durable.
-private struct BackgroundWriter {
+struct BackgroundWriter {
     let sent = NIOLockedValueBox(0)
     let task: Task<Void, Error>
     let expected: [UInt8]

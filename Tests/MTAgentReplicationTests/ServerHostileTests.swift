@@ -39,7 +39,7 @@ enum HostileSequence: String, CaseIterable, Sendable, CustomTestStringConvertibl
     func perform(_ raw: RawClient) async throws {
         switch self {
         case .writeBeforeHello:
-            try await raw.send(writeFrame(1, seq: 1, offset: 0, pattern(4096, seed: 1)))
+            try await raw.send(writeFrame(1, seq: 1, offset: 0, pattern(64, seed: 1)))  // small: a larger one is frame-too-large before WELCOME
         case .openPairBeforeHello:
             try await raw.send(.openPair(Frame.OpenPair(handle: 1, pairID: "hostile", groupID: "g", target: "hostile-target", sourceSize: 4096)))
         case .proofBeforeHello:

@@ -439,7 +439,8 @@ final class TestServer: Sendable {
         self.log = log; self.runTask = runTask
     }
 
-    static func start(store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5)) async throws -> TestServer {
+    static func start(store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5),
+                      limits: ServerLimits = ServerLimits()) async throws -> TestServer {
         let identity = TestIdentity.shared
         let log = LogCapture()
         let pool = NIOThreadPool(numberOfThreads: 4)
@@ -448,7 +449,7 @@ final class TestServer: Sendable {
         let configuration = ServerConfiguration(
             host: "127.0.0.1", port: 0, certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM,
             credentials: TestKeys.credentials, serverName: "mt-test", heartbeat: heartbeat,
-            maxPendingBytesPerPair: maxPendingBytesPerPair)
+            maxPendingBytesPerPair: maxPendingBytesPerPair, limits: limits)
         let server = ReplicationServer(configuration: configuration, store: store, pool: pool, logger: log.logger("server"),
                                        onBound: { address in
                                            portContinuation.yield(address.port ?? 0)
@@ -495,14 +496,14 @@ final class TestServer: Sendable {
         return SenderSession(configuration: configuration, pairs: pairs, maxUnackedBytes: maxUnackedBytes, logger: senderLog.logger("sender"))
     }
 
-    func raw() async throws -> RawClient { try await RawClient.connect(port: port) }
+    func raw(from: String? = nil) async throws -> RawClient { try await RawClient.connect(port: port, from: from) }
 }
 
 /// Runs `body` against a fresh server and always shuts it down; the server's own run must end
 /// without error.
 func withServer(_ store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5),
-                _ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer.start(store: store, maxPendingBytesPerPair: maxPendingBytesPerPair, heartbeat: heartbeat)
+                limits: ServerLimits = ServerLimits(), _ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer.start(store: store, maxPendingBytesPerPair: maxPendingBytesPerPair, heartbeat: heartbeat, limits: limits)
     do {
         try await body(server)
     } catch {
@@ -599,12 +600,16 @@ final class RawClient: Sendable {
     /// (or forgets `close()`) must not crash the test process.
     deinit { close() }
 
-    static func connect(port: Int) async throws -> RawClient {
+    /// `from`: a local address to connect from (any of 127.0.0.0/8 works on loopback), so one
+    /// test can be many peers.
+    static func connect(port: Int, from: String? = nil) async throws -> RawClient {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         tls.minimumTLSVersion = .tlsv13
         let context = try NIOSSLContext(configuration: tls)
-        let channel = try await ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
+        if let from { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: from, port: 0)) }
+        let channel = try await bootstrap
             .connect(host: "127.0.0.1", port: port) { ch in
                 ch.eventLoop.makeCompletedFuture {
                     try ch.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))

@@ -1,3 +1,4 @@
+import Foundation
 import MTAgentLinux
 import Testing
 
@@ -24,6 +25,40 @@ struct IdentityConfigTests {
         #expect(parsed.retentionWindow.seconds == 86400)
         #expect(parsed.appConsistentFrequency.seconds == 3600)
         #expect(parsed.render() == text)
+    }
+
+    /// The limits on what peers may cost (docs/PROTOCOL.md §3.3): defaults, values, refusals.
+    @Test func peerLimits() throws {
+        let defaults = AgentConfig()
+        #expect(defaults.handshakeTimeout.seconds == 10 && defaults.maxConnections == 1024 && defaults.maxUnauthenticatedConnections == 64)
+        #expect(defaults.authChecksPerSecond == 20 && defaults.maxPendingBytes.bytes == 256 << 20)
+        let config = try AgentConfig.parse("""
+            handshake_timeout = 30s
+            max_connections = 200
+            max_unauthenticated_connections = 8
+            auth_checks_per_second = 5
+            max_pending_bytes = 1G
+            """)
+        #expect(config.handshakeTimeout.seconds == 30 && config.maxConnections == 200 && config.maxUnauthenticatedConnections == 8)
+        #expect(config.authChecksPerSecond == 5 && config.maxPendingBytes.bytes == 1 << 30)
+        #expect(try AgentConfig.parse(config.render()) == config)
+        for (text, problem) in [
+            ("handshake_timeout = 2h", "handshake_timeout: \"2h\" is longer than 1h"),
+            ("max_connections = 0", "max_connections: \"0\" is not a whole number from 1 to 1000000"),
+            ("auth_checks_per_second = many", "auth_checks_per_second: \"many\" is not a whole number from 1 to 10000"),
+            ("max_pending_bytes = 512K", "max_pending_bytes: \"512K\" is not a size of at least 1M"),
+            ("max_pending_bytes = 9999999999999G", "max_pending_bytes: \"9999999999999G\" is not a size"),
+        ] {
+            #expect(throws: AgentConfigError.self) { try AgentConfig.parse(text) }
+            do { _ = try AgentConfig.parse(text) } catch { #expect("\(error)".contains(problem), "\(error)") }
+        }
+    }
+
+    /// The packaged default config is what setup writes.
+    @Test func packagedConfigIsTheDefault() throws {
+        let path = URL(fileURLWithPath: #filePath).deletingLastPathComponent().appendingPathComponent("../../Packaging/config/mt-agent.conf").path
+        let packaged = try String(contentsOfFile: path, encoding: .utf8)
+        #expect(packaged == AgentConfig().render())
     }
 
     @Test func editedValuesAndOmittedKeys() throws {
@@ -57,7 +92,7 @@ struct IdentityConfigTests {
         ("space_policy = delete-all", "/etc/mt-agent/mt-agent.conf line 2: space_policy: \"delete-all\" is not one of prune-oldest, stop"),
         ("retention_path = mnt/retention", "/etc/mt-agent/mt-agent.conf line 2: retention_path: \"mnt/retention\" is not an absolute path"),
         ("tls_key =", "/etc/mt-agent/mt-agent.conf line 2: tls_key: no value"),
-        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key, metrics_address, log_level, allow_file_targets, undo_set_max_ranges)"),
+        ("prot = 9443", "/etc/mt-agent/mt-agent.conf line 2: prot: unknown key (known: listen_address, port, retention_path, rpo_threshold, retention_window, app_consistent_frequency, space_policy, tls_certificate, tls_key, passphrase_key, metrics_address, log_level, handshake_timeout, max_connections, max_unauthenticated_connections, auth_checks_per_second, max_pending_bytes, allow_file_targets, undo_set_max_ranges)"),
         ("metrics_address = localhost:9464", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"localhost:9464\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
         ("metrics_address = 127.0.0.1:0", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"127.0.0.1:0\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
         ("metrics_address = ::1:9464", "/etc/mt-agent/mt-agent.conf line 2: metrics_address: \"::1:9464\" is not HOST:PORT (e.g. 127.0.0.1:9464, [::1]:9464) or off"),
@@ -135,7 +170,9 @@ struct ConfigSourcesTests {
             "listen_address": "::1", "port": "9555", "retention_path": "/srv/ret", "rpo_threshold": "3m",
             "retention_window": "2d", "app_consistent_frequency": "20m", "space_policy": "stop",
             "tls_certificate": "/x/cert.pem", "tls_key": "/x/key.pem", "passphrase_key": "/x/pass.key",
-            "metrics_address": "off", "log_level": "error", "allow_file_targets": "true", "undo_set_max_ranges": "4096",
+            "metrics_address": "off", "log_level": "error",
+            "handshake_timeout": "20s", "max_connections": "100", "max_unauthenticated_connections": "10",
+            "auth_checks_per_second": "7", "max_pending_bytes": "64M", "allow_file_targets": "true", "undo_set_max_ranges": "4096",
         ]
         #expect(Set(values.keys) == Set(AgentConfig.keys.map(\.key)))
         var environment: [String: String] = [:]

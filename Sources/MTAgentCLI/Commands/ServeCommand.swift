@@ -76,7 +76,10 @@ struct ServeCommand: AsyncParsableCommand {
             certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM,
             credentials: MasterCredentials(key: key.keyBytes, salt: key.salt, n: UInt64(key.parameters.n),
                                            r: UInt32(key.parameters.r), p: UInt32(key.parameters.p)),
-            serverName: HostIdentity.hostname(files))
+            serverName: HostIdentity.hostname(files),
+            limits: ServerLimits(handshakeTimeout: .seconds(Int64(agent.handshakeTimeout.seconds)), maxConnections: agent.maxConnections,
+                                 maxUnauthenticatedConnections: agent.maxUnauthenticatedConnections,
+                                 authChecksPerSecond: agent.authChecksPerSecond, maxPendingBytes: agent.maxPendingBytes.bytes))
         logger.info("starting", metadata: ["retention": "\(agent.retentionPath)", "fingerprint": "\(identity.fingerprint)"])
         // The one place the metrics backend is chosen; without an endpoint nothing is collected.
         var exposition: @Sendable () -> [UInt8] = { [] }

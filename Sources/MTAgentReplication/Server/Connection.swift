@@ -10,6 +10,8 @@ struct Connection {
     let configuration: ServerConfiguration
     let registry: PairRegistry
     let throttle: AuthThrottle
+    let gate: HandshakeGate
+    let proofBudget: ProofBudget
     let metrics: ServerMetrics
     var logger: Logger
 
@@ -21,13 +23,10 @@ struct Connection {
 
     struct PeerClosed: Error {}
 
-    enum Phase {
-        case awaitingHello
-        case awaitingProof(senderNonce: [UInt8], masterNonce: [UInt8])
-        case ready
-    }
+    /// The handshake deadline passed: the event loop has already sent ERROR timeout and closed.
+    struct HandshakeExpired: Error {}
 
-    func run(_ channel: NIOAsyncChannel<Frame, Frame>) async {
+    func run(_ channel: NIOAsyncChannel<ReceivedFrame, Frame>) async {
         do {
             try await channel.executeThenClose { inbound, outbound in
                 // Every frame the master target sends passes here: its errors are counted once.
@@ -47,6 +46,8 @@ struct Connection {
                     farewell = .error(code: error.code, message: error.description)
                 } catch is PeerClosed {
                     // The sender said why in its own ERROR, already logged.
+                } catch is HandshakeExpired {
+                    // Answered and closed at the deadline (ReplicationServer.enforceDeadline).
                 } catch is CancellationError {
                     farewell = .error(code: .shuttingDown, message: "the service is stopping; reconnect later")
                 }
@@ -63,45 +64,76 @@ struct Connection {
         }
     }
 
-    private func serve(inbound: NIOAsyncChannelInboundStream<Frame>, send: @escaping @Sendable (Frame) async -> Void,
+    private func serve(inbound: NIOAsyncChannelInboundStream<ReceivedFrame>, send: @escaping @Sendable (Frame) async -> Void,
                        handles: inout [UInt32: PairDriver]) async throws {
-        var phase = Phase.awaitingHello
-        for try await frame in inbound {
+        var handshake = HandshakeMachine()
+        for try await received in inbound {
+            let frame = received.frame
             try Task.checkCancellation()
-            if case .heartbeat = frame { continue }  // allowed at any time, also while the proof is checked
-            switch phase {
-            case .awaitingHello:
-                guard case .hello(let hello) = frame else { throw Violation(code: .notAuthenticated, message: "expected HELLO, got frame type 0x\(String(frame.type, radix: 16))") }
-                guard hello.minVersion <= PassphraseProof.version, PassphraseProof.version <= hello.maxVersion else {
-                    throw Violation(code: .unsupportedVersion, message: "this master target speaks protocol version \(PassphraseProof.version) only; the sender offered \(hello.minVersion)...\(hello.maxVersion)")
-                }
-                let nonce = PassphraseProof.nonce()
+            switch handshake.receive(frame) {
+            case .none:
+                continue
+            case .refuse(let code, let message):
+                throw Violation(code: code, message: message)
+            case .challenge(let nonce):
                 let c = configuration.credentials
                 await send(.challenge(Frame.Challenge(version: PassphraseProof.version, nonce: nonce, kdf: "scrypt", n: c.n, r: c.r, p: c.p,
                                                       salt: c.salt, serverName: configuration.serverName)))
-                logger.debug("hello", metadata: ["sender": "\(hello.senderName)"])
-                phase = .awaitingProof(senderNonce: hello.nonce, masterNonce: nonce)
-            case .awaitingProof(let senderNonce, let masterNonce):
-                guard case .proof(let mac) = frame else { throw Violation(code: .notAuthenticated, message: "expected PROOF, got frame type 0x\(String(frame.type, radix: 16))") }
-                let delay = throttle.delay(for: peerAddress)
-                if delay > .zero { try await Task.sleep(nanoseconds: UInt64(delay.nanoseconds)) }
+                if case .hello(let hello) = frame { logger.debug("hello", metadata: ["sender": "\(hello.senderName)"]) }
+            case .checkProof(let mac, let senderNonce, let masterNonce):
+                try await waitForProofCheck()
                 let key = configuration.credentials.key
-                guard PassphraseProof.verify(mac, expected: PassphraseProof.senderMAC(key: key, senderNonce: senderNonce, masterNonce: masterNonce)) else {
+                let right = PassphraseProof.verify(mac, expected: PassphraseProof.senderMAC(key: key, senderNonce: senderNonce, masterNonce: masterNonce))
+                if case .refuse(let code, let message)? = handshake.proofChecked(right) {
                     let failures = throttle.failed(peerAddress)
                     metrics.authFailures.increment()
                     logger.warning("passphrase proof failed", metadata: ["auth.failures": "\(failures)"])
-                    throw Violation(code: .authFailed, message: "the passphrase proof did not verify: the sender's passphrase differs from the one set on this master target")
+                    throw Violation(code: code, message: message)
                 }
                 throttle.succeeded(peerAddress)
+                // Raises the frame limit before WELCOME leaves: the sender's next frame may be a 4 MiB WRITE.
+                guard gate.authenticate() else { throw HandshakeExpired() }
                 logger.info("sender authenticated")
                 await send(.welcome(mac: PassphraseProof.masterMAC(key: key, senderNonce: senderNonce, masterNonce: masterNonce),
                                     heartbeatMillis: UInt32(configuration.heartbeat.nanoseconds / 1_000_000),
                                     maxWrite: UInt32(FrameLimits.maxWriteData)))
-                phase = .ready
-            case .ready:
-                try await handle(frame, send: send, handles: &handles)
+            case .deliver(let frame):
+                try await handle(frame, lease: received.lease, send: send, handles: &handles)
             }
         }
+    }
+
+    /// Holds a proof until it may be checked: the per-address delay after repeated failures,
+    /// then a slot in the service-wide budget of checks per second. Neither wait goes past the
+    /// handshake deadline; a proof without a slot before it is never checked.
+    private func waitForProofCheck() async throws {
+        let deadline = gate.deadline
+        let delay = throttle.delay(for: peerAddress)
+        let earliest = NIODeadline.now() + delay
+        guard earliest <= deadline else {
+            try await sleep(until: deadline)
+            throw HandshakeExpired()
+        }
+        try await sleep(until: earliest)
+        let now = NIODeadline.now()
+        guard let slot = proofBudget.reserve(now: now, latest: deadline) else {
+            metrics.authBudgetWaits.increment()
+            logger.notice("passphrase proof not checked: auth_checks_per_second budget taken until the handshake deadline",
+                          metadata: ["limit.name": "auth_checks_per_second"])
+            try await sleep(until: deadline)
+            throw HandshakeExpired()
+        }
+        if slot > now {
+            metrics.authBudgetWaits.increment()
+            try await sleep(until: slot)
+        }
+        guard !gate.isExpired else { throw HandshakeExpired() }
+        metrics.authChecks.increment()
+    }
+
+    private func sleep(until deadline: NIODeadline) async throws {
+        let wait = deadline - .now()
+        if wait > .zero { try await Task.sleep(nanoseconds: UInt64(wait.nanoseconds)) }
     }
 
     private var peerAddress: String {
@@ -110,7 +142,9 @@ struct Connection {
         return String(peer[..<colon])
     }
 
-    private func handle(_ frame: Frame, send: @escaping @Sendable (Frame) async -> Void, handles: inout [UInt32: PairDriver]) async throws {
+    /// `lease`: a WRITE's share of the service-wide `PendingBudget`, held until it is applied.
+    private func handle(_ frame: Frame, lease: PendingBudget.Lease?, send: @escaping @Sendable (Frame) async -> Void,
+                        handles: inout [UInt32: PairDriver]) async throws {
         switch frame {
         case .heartbeat:
             return  // filtered before; kept so the switch names every frame
@@ -156,7 +190,9 @@ struct Connection {
             await driver.detach(connection: id)
             handles[handle] = nil
         case .write(let write):
-            try await enqueue(PairOp.Pending(write: write), handle: write.handle, handles: &handles)
+            var pending = PairOp.Pending(write: write)
+            pending.lease = lease
+            try await enqueue(pending, handle: write.handle, handles: &handles)
         case .tag(let t):
             let kind = TagKind(rawValue: t.kind) ?? .crash
             try await enqueue(PairOp.Pending(.tag(seq: t.seq, tagID: t.tagID, kind: kind, name: t.name, sourceTime: t.sourceTime)), handle: t.handle, handles: &handles)

@@ -203,6 +203,8 @@ actor PairDriver {
         var ops: [PairOp]
         var checksumFailure: String?
         var startsResync: Bool
+        /// Held until the batch is applied: its data counts against the service-wide budget until then.
+        var leases: [PendingBudget.Lease] = []
     }
 
     /// Runs on the thread pool: CPU work kept off the event loops and off the apply.
@@ -226,7 +228,7 @@ actor PairDriver {
             ops.append(op)
         }
         let startsResync = batch.contains { if case .resyncBegin = $0.op { true } else { false } }
-        return VerifiedBatch(ops: ops, checksumFailure: failure, startsResync: startsResync)
+        return VerifiedBatch(ops: ops, checksumFailure: failure, startsResync: startsResync, leases: batch.compactMap(\.lease))
     }
 
     private func commit(_ verified: Result<VerifiedBatch, Error>) async {
@@ -235,6 +237,9 @@ actor PairDriver {
         do {
             let batch = try verified.get()
             outcome = .success((try await pool.runIfActive { try Self.apply(batch, to: pair) }, batch))
+            // Applied: the service-wide budget gets the bytes back before the ACK goes out, so a
+            // sender slow to read its ACKs cannot hold it.
+            for lease in batch.leases { lease.release() }
         } catch {
             outcome = .failure(error)
         }
@@ -342,6 +347,8 @@ extension PairOp {
         var op: PairOp
         var data: ByteBuffer?
         var sha256: [UInt8]
+        /// Its share of the service-wide `PendingBudget`, given back when the op is dropped.
+        var lease: PendingBudget.Lease?
 
         init(_ op: PairOp) { self.op = op; data = nil; sha256 = [] }
 

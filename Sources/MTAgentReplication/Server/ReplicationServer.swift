@@ -17,12 +17,16 @@ public struct ServerConfiguration: Sendable {
     /// Data a pair may have accepted but not yet made durable before reads from its connection
     /// stop (docs/PROTOCOL.md §5, flow control).
     public var maxPendingBytesPerPair: Int
+    /// What unauthenticated peers may cost and how much data is held service-wide.
+    public var limits: ServerLimits
 
     public init(host: String, port: Int, certificatePEM: String, privateKeyPEM: String, credentials: MasterCredentials,
-                serverName: String, heartbeat: TimeAmount = .seconds(5), maxPendingBytesPerPair: Int = 16 << 20) {
+                serverName: String, heartbeat: TimeAmount = .seconds(5), maxPendingBytesPerPair: Int = 16 << 20,
+                limits: ServerLimits = ServerLimits()) {
         self.host = host; self.port = port; self.certificatePEM = certificatePEM; self.privateKeyPEM = privateKeyPEM
         self.credentials = credentials; self.serverName = serverName; self.heartbeat = heartbeat
         self.maxPendingBytesPerPair = maxPendingBytesPerPair
+        self.limits = limits
     }
 }
 
@@ -37,6 +41,9 @@ public final class ReplicationServer: Service, Sendable {
     let onBound: @Sendable (SocketAddress) -> Void
     let throttle = AuthThrottle()
     let metrics: ServerMetrics
+    let admission: ConnectionAdmission
+    let proofBudget: ProofBudget
+    let pendingBudget: PendingBudget
 
     public init(configuration: ServerConfiguration, store: any ReplicaStore, pool: NIOThreadPool,
                 group: any EventLoopGroup = MultiThreadedEventLoopGroup.singleton, metrics: ServerMetrics = ServerMetrics(),
@@ -48,6 +55,16 @@ public final class ReplicationServer: Service, Sendable {
         self.group = group
         self.logger = logger
         self.onBound = onBound
+        admission = ConnectionAdmission(limits: configuration.limits, metrics: metrics, logger: logger)
+        proofBudget = ProofBudget(checksPerSecond: configuration.limits.authChecksPerSecond)
+        pendingBudget = PendingBudget(limit: configuration.limits.maxPendingBytes, metrics: metrics, logger: logger)
+    }
+
+    /// What the accept loop receives: a connection to serve, or one refused at accept (already
+    /// closing, before TLS).
+    enum Accepted: Sendable {
+        case connection(NIOAsyncChannel<ReceivedFrame, Frame>, HandshakeGate)
+        case refused
     }
 
     /// The open pairs and their state.
@@ -66,39 +83,55 @@ public final class ReplicationServer: Service, Sendable {
             certificateChain: try NIOSSLCertificate.fromPEMBytes(Array(configuration.certificatePEM.utf8)).map { .certificate($0) },
             privateKey: .privateKey(try NIOSSLPrivateKey(bytes: Array(configuration.privateKeyPEM.utf8), format: .pem)))
         tls.minimumTLSVersion = .tlsv13
+        // After the MT closes a connection it waits this long for the peer's close_notify: a
+        // peer that never sends one (still pushing a refused frame, or hostile) holds its fd,
+        // and its place under the connection caps, no longer than this.
+        tls.shutdownTimeout = .seconds(1)
         let sslContext = try NIOSSLContext(configuration: tls)
         let heartbeat = configuration.heartbeat
-        let metrics = self.metrics
+        let (metrics, admission, logger, pendingBudget) = (self.metrics, self.admission, self.logger, self.pendingBudget)
 
         let server = try await ServerBootstrap(group: group)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .serverChannelOption(.backlog, value: 64)
             .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
-            .bind(host: configuration.host, port: configuration.port) { child in
-                child.eventLoop.makeCompletedFuture {
+            .bind(host: configuration.host, port: configuration.port) { child -> EventLoopFuture<Accepted> in
+                child.eventLoop.makeCompletedFuture { () throws -> Accepted in
+                    // Over a cap: closed before TLS costs anything. Not an error, which would end
+                    // the accept loop.
+                    guard let gate = admission.admit() else {
+                        child.close(promise: nil)
+                        return .refused
+                    }
+                    child.closeFuture.whenComplete { _ in gate.closed() }
+                    Self.enforceDeadline(gate, on: child, metrics: metrics, logger: logger)
                     try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
-                    try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat, onReadTimeout: metrics.countTimeout)
-                    return try NIOAsyncChannel<Frame, Frame>(
+                    try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat, limit: gate.frameLimit, onReadTimeout: metrics.countTimeout)
+                    try child.pipeline.syncOperations.addHandler(PendingBudgetHandler(budget: pendingBudget))
+                    return .connection(try NIOAsyncChannel<ReceivedFrame, Frame>(
                         wrappingChannelSynchronously: child,
-                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8)))
+                        configuration: .init(backPressureStrategy: .init(lowWatermark: 2, highWatermark: 8))), gate)
                 }
             }
         let address = server.channel.localAddress
         logger.info("listening", metadata: ["address": "\(address.map { "\($0)" } ?? "?")"])
         if let address { onBound(address) }
 
-        let (registry, configuration, throttle, logger) = (self.registry, self.configuration, self.throttle, self.logger)
+        let (registry, configuration, throttle) = (self.registry, self.configuration, self.throttle)
+        let proofBudget = self.proofBudget
         try await withGracefulShutdownHandler {
             try await withThrowingDiscardingTaskGroup { tasks in
                 try await server.executeThenClose { connections in
                     var next: UInt64 = 0
-                    for try await connection in connections {
+                    for try await accepted in connections {
+                        guard case .connection(let connection, let gate) = accepted else { continue }
                         next += 1
                         let peer = connection.channel.remoteAddress.map { Self.describe($0) } ?? "unknown"
                         var connLogger = logger
                         connLogger[metadataKey: "peer"] = "\(peer)"
                         let handler = Connection(id: next, peer: peer, configuration: configuration, registry: registry,
-                                                 throttle: throttle, metrics: metrics, logger: connLogger)
+                                                 throttle: throttle, gate: gate, proofBudget: proofBudget,
+                                                 metrics: metrics, logger: connLogger)
                         tasks.addTask {
                             // Graceful shutdown cancels the read loop; the connection then drains,
                             // acks and says goodbye (Connection.run).
@@ -115,6 +148,23 @@ public final class ReplicationServer: Service, Sendable {
         logger.info("stopped: everything acknowledged is durable")
     }
 
+    /// At the handshake deadline a connection not yet authenticated gets ERROR timeout and is
+    /// closed, whatever it sent meanwhile (heartbeats included) and whatever its task is waiting for.
+    static func enforceDeadline(_ gate: HandshakeGate, on child: any Channel, metrics: ServerMetrics, logger: Logger) {
+        let timer = child.eventLoop.scheduleTask(deadline: gate.deadline) {
+            guard gate.expire() else { return }
+            metrics.handshakeTimeouts.increment()
+            metrics.countTimeout()
+            logger.warning("closing connection: no WELCOME within handshake_timeout", metadata: [
+                "peer": "\(child.remoteAddress.map { describe($0) } ?? "unknown")", "limit.name": "handshake_timeout",
+            ])
+            child.writeAndFlush(Frame.error(code: .timeout, message: "the handshake did not complete within handshake_timeout; reconnect and authenticate promptly"),
+                               promise: nil)
+            child.close(promise: nil)
+        }
+        child.closeFuture.whenComplete { _ in timer.cancel() }
+    }
+
     static func describe(_ address: SocketAddress) -> String {
         switch address {
         case .v4: "\(address.ipAddress ?? "?"):\(address.port ?? 0)"
@@ -128,8 +178,9 @@ extension ChannelPipeline.SynchronousOperations {
     /// Frame decoder and encoder, plus heartbeats: a HEARTBEAT after `heartbeat` without writing,
     /// and an ERROR timeout + close after 3 × `heartbeat` without reading (`onReadTimeout` is
     /// called then).
-    public func addFrameCodec(heartbeat: TimeAmount, onReadTimeout: @escaping @Sendable () -> Void = {}) throws {
-        try addHandler(ByteToMessageHandler(FrameDecoder()))
+    /// `limit`, when given, is the decoder's maximum frame length, read at each header.
+    public func addFrameCodec(heartbeat: TimeAmount, limit: FrameLengthLimit? = nil, onReadTimeout: @escaping @Sendable () -> Void = {}) throws {
+        try addHandler(ByteToMessageHandler(limit.map { FrameDecoder(limit: $0) } ?? FrameDecoder()))
         try addHandler(MessageToByteHandler(FrameEncoder()))
         try addHandler(IdleStateHandler(readTimeout: heartbeat * 3, writeTimeout: heartbeat))
         try addHandler(HeartbeatHandler(onReadTimeout: onReadTimeout))

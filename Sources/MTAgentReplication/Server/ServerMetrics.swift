@@ -7,6 +7,22 @@ public struct ServerMetrics: Sendable {
     let factory: any MetricsFactory
     /// Passphrase proofs that did not verify.
     let authFailures: Counter
+    /// Passphrase proofs checked, right or wrong (at most `auth_checks_per_second`).
+    let authChecks: Counter
+    /// Proofs that waited for the service-wide budget of checks per second.
+    let authBudgetWaits: Counter
+    /// Connections open now, by whether WELCOME was sent.
+    let unauthenticatedConnections: Gauge
+    let authenticatedConnections: Gauge
+    /// Connections closed at accept because a cap was reached.
+    private let refusedMaxConnections: Counter
+    private let refusedMaxUnauthenticated: Counter
+    /// Connections closed because WELCOME was not reached within `handshake_timeout`.
+    let handshakeTimeouts: Counter
+    /// WRITE data received and not yet applied, across connections, and how often a connection
+    /// had to wait for `max_pending_bytes`.
+    let pendingBytes: Gauge
+    let pendingBudgetWaits: Counter
     /// Every ERROR and PAIR_ERROR the master target sends, by code; created up front so each
     /// series exists (at 0) before its first error.
     private let errors: [ErrorCode: Counter]
@@ -18,6 +34,16 @@ public struct ServerMetrics: Sendable {
     public init(factory: any MetricsFactory = MetricsSystem.factory) {
         self.factory = factory
         authFailures = Counter(label: "mt_agent_auth_failures_total", factory: factory)
+        authChecks = Counter(label: "mt_agent_auth_checks_total", factory: factory)
+        authBudgetWaits = Counter(label: "mt_agent_auth_budget_waits_total", factory: factory)
+        unauthenticatedConnections = Gauge(label: "mt_agent_connections", dimensions: [("state", "unauthenticated")], factory: factory)
+        authenticatedConnections = Gauge(label: "mt_agent_connections", dimensions: [("state", "authenticated")], factory: factory)
+        refusedMaxConnections = Counter(label: "mt_agent_connections_refused_total", dimensions: [("reason", "max-connections")], factory: factory)
+        refusedMaxUnauthenticated = Counter(label: "mt_agent_connections_refused_total", dimensions: [("reason", "max-unauthenticated")],
+                                            factory: factory)
+        handshakeTimeouts = Counter(label: "mt_agent_handshake_timeouts_total", factory: factory)
+        pendingBytes = Gauge(label: "mt_agent_pending_bytes", factory: factory)
+        pendingBudgetWaits = Counter(label: "mt_agent_pending_budget_waits_total", factory: factory)
         var errors: [ErrorCode: Counter] = [:]
         for (code, _, _) in ErrorCode.table where !Self.routine.contains(code) {
             errors[code] = Self.errorCounter(kind: code.description, factory: factory)
@@ -38,6 +64,18 @@ public struct ServerMetrics: Sendable {
             errors[code]?.increment()
         default:
             break
+        }
+    }
+
+    func connections(_ counts: ConnectionAdmission.Counts) {
+        unauthenticatedConnections.record(Int64(counts.unauthenticated))
+        authenticatedConnections.record(Int64(counts.open - counts.unauthenticated))
+    }
+
+    func refused(_ refusal: ConnectionAdmission.Refusal) {
+        switch refusal {
+        case .maxConnections: refusedMaxConnections.increment()
+        case .maxUnauthenticated: refusedMaxUnauthenticated.increment()
         }
     }
 

@@ -1,9 +1,14 @@
 import NIOCore
+import Synchronization
 
 /// Limits of the framing layer (docs/PROTOCOL.md §2).
 public enum FrameLimits {
     /// Largest `length` field: type byte + body.
     public static let maxFrameLength = 4 * 1024 * 1024 + 256
+    /// Largest `length` field a master target reads before it has sent WELCOME: HELLO (at most
+    /// 1,067 bytes with a 1,024-byte sender name), PROOF, HEARTBEAT and ERROR fit; an
+    /// unauthenticated peer cannot make it buffer more than this per connection.
+    public static let maxHandshakeFrameLength = 4096
     /// Largest WRITE payload.
     public static let maxWriteData = 4 * 1024 * 1024
     /// Longest `str` field in bytes.
@@ -15,7 +20,8 @@ public enum FrameLimits {
 /// Why a frame could not be decoded. Each maps to the error code the receiver sends before it
 /// closes the connection.
 public enum FrameError: Error, Equatable, CustomStringConvertible {
-    case tooLarge(length: UInt32)
+    /// `limit` is the maximum in force: smaller before WELCOME (`FrameLimits.maxHandshakeFrameLength`).
+    case tooLarge(length: UInt32, limit: Int = FrameLimits.maxFrameLength)
     case empty
     case unknownType(UInt8)
     case malformed(type: UInt8, reason: String)
@@ -29,7 +35,9 @@ public enum FrameError: Error, Equatable, CustomStringConvertible {
 
     public var description: String {
         switch self {
-        case .tooLarge(let length): "frame length \(length) exceeds the maximum \(FrameLimits.maxFrameLength)"
+        case .tooLarge(let length, let limit) where limit < FrameLimits.maxFrameLength:
+            "frame length \(length) exceeds the maximum \(limit) before the handshake is complete"
+        case .tooLarge(let length, let limit): "frame length \(length) exceeds the maximum \(limit)"
         case .empty: "frame length 0"
         case .unknownType(let t): "unknown frame type 0x\(String(t, radix: 16))"
         case .malformed(let t, let reason): "malformed frame of type 0x\(String(t, radix: 16)): \(reason)"
@@ -40,6 +48,9 @@ public enum FrameError: Error, Equatable, CustomStringConvertible {
 /// Splits the byte stream into frames: `.waitingForHeader` until 4 bytes of length are there,
 /// then `.waitingForFrame` until the whole frame is; a length outside the limits fails at once,
 /// before any of the frame is buffered.
+///
+/// The maximum length is read from `limit` at each header, so a master target can start a
+/// connection at `FrameLimits.maxHandshakeFrameLength` and raise it when it sends WELCOME.
 public struct FrameDecoder: ByteToMessageDecoder {
     public typealias InboundOut = Frame
 
@@ -49,8 +60,15 @@ public struct FrameDecoder: ByteToMessageDecoder {
     }
 
     var state = State.waitingForHeader
+    let limit: FrameLengthLimit?
 
-    public init() {}
+    /// A decoder with the full limit, `FrameLimits.maxFrameLength`.
+    public init() { limit = nil }
+
+    /// A decoder whose maximum is whatever `limit` holds when a header arrives.
+    public init(limit: FrameLengthLimit) { self.limit = limit }
+
+    var maxLength: Int { limit?.value ?? FrameLimits.maxFrameLength }
 
     public mutating func decode(context: ChannelHandlerContext, buffer: inout ByteBuffer) throws -> DecodingState {
         guard let frame = try decodeOne(&buffer) else { return .needMoreData }
@@ -69,7 +87,8 @@ public struct FrameDecoder: ByteToMessageDecoder {
         if case .waitingForHeader = state {
             guard let length = buffer.readInteger(as: UInt32.self) else { return nil }
             guard length > 0 else { throw FrameError.empty }
-            guard length <= FrameLimits.maxFrameLength else { throw FrameError.tooLarge(length: length) }
+            let maxLength = self.maxLength
+            guard length <= maxLength else { throw FrameError.tooLarge(length: length, limit: maxLength) }
             state = .waitingForFrame(length: Int(length))
         }
         guard case .waitingForFrame(let length) = state, var body = buffer.readSlice(length: length) else { return nil }
@@ -77,6 +96,19 @@ public struct FrameDecoder: ByteToMessageDecoder {
         let type = body.readInteger(as: UInt8.self)!
         return try Frame.decode(type: type, body: &body)
     }
+}
+
+/// The maximum frame length of one connection's decoder, shared with the code that raises it:
+/// written from the connection's task, read on its event loop.
+public final class FrameLengthLimit: Sendable {
+    private let stored: Atomic<Int>
+
+    public init(_ value: Int) { stored = Atomic(value) }
+
+    public var value: Int { stored.load(ordering: .acquiring) }
+
+    /// Takes effect for the next header the decoder reads.
+    public func raise(to value: Int) { stored.store(value, ordering: .releasing) }
 }
 
 /// Writes frames with their length prefix.

@@ -23,6 +23,15 @@ public struct AgentConfig: Sendable, Equatable {
     public var metricsAddress: HostPort? = HostPort(host: "127.0.0.1", port: 9464)
     /// How much `serve` logs: trace, debug, info, notice, warning, error, critical.
     public var logLevel: String = "info"
+    /// What a peer may cost (docs/PROTOCOL.md §3.3): from accept to WELCOME, heartbeats or not.
+    public var handshakeTimeout = ConfigDuration(text: "10s", seconds: 10)
+    /// Connections open at once, and those among them not yet authenticated.
+    public var maxConnections = 1024
+    public var maxUnauthenticatedConnections = 64
+    /// Passphrase proofs checked per second by the whole service.
+    public var authChecksPerSecond = 20
+    /// WRITE data received and not yet applied, across all connections.
+    public var maxPendingBytes = ConfigSize(text: "256M", bytes: 256 << 20)
     /// Labs only: let regular files be replication targets. Production targets are block devices.
     public var allowFileTargets = false
     /// Ranges of blocks a pair's undo set keeps before it is emptied (docs/JOURNAL.md "The undo set").
@@ -56,6 +65,11 @@ public struct AgentConfig: Sendable, Equatable {
         ("passphrase_key", "The key derived from the replication passphrase (mode 0600); never the passphrase."),
         ("metrics_address", "Prometheus endpoint, HOST:PORT (GET /metrics; loopback by default), or off."),
         ("log_level", "How much the service logs: trace, debug, info, notice, warning, error, critical."),
+        ("handshake_timeout", "A connection that has not authenticated this long after accept is closed; heartbeats do not extend it."),
+        ("max_connections", "Connections open at once; beyond it new ones are closed at accept."),
+        ("max_unauthenticated_connections", "Connections open at once that have not authenticated yet; beyond it new ones are closed at accept."),
+        ("auth_checks_per_second", "Passphrase proofs checked per second by the whole service, on top of the per-address delays."),
+        ("max_pending_bytes", "Data received and not yet applied, all senders together; beyond it the service stops reading (K, M, G)."),
         ("allow_file_targets", "Labs only: let regular files be replication targets (true/false); production targets are disks."),
         ("undo_set_max_ranges", "Per pair, the runs of blocks saved since the last tag that are remembered (16 bytes each); past it the set is emptied, which costs journal space only."),
     ]
@@ -77,6 +91,11 @@ public struct AgentConfig: Sendable, Equatable {
         case "passphrase_key": passphraseKey
         case "metrics_address": metricsAddress?.description ?? "off"
         case "log_level": logLevel
+        case "handshake_timeout": handshakeTimeout.text
+        case "max_connections": String(maxConnections)
+        case "max_unauthenticated_connections": String(maxUnauthenticatedConnections)
+        case "auth_checks_per_second": String(authChecksPerSecond)
+        case "max_pending_bytes": maxPendingBytes.text
         case "allow_file_targets": String(allowFileTargets)
         case "undo_set_max_ranges": String(undoSetMaxRanges)
         default: ""
@@ -155,15 +174,33 @@ public struct AgentConfig: Sendable, Equatable {
                 return "\"\(value)\" is not a TCP port (1–65535)"
             }
             self.port = port
-        case "rpo_threshold", "retention_window", "app_consistent_frequency":
+        case "rpo_threshold", "retention_window", "app_consistent_frequency", "handshake_timeout":
             guard let duration = ConfigDuration(value), duration.seconds > 0 else {
                 return "\"\(value)\" is not a duration (e.g. 30s, 15m, 24h, 7d)"
             }
             switch key {
             case "rpo_threshold": rpoThreshold = duration
             case "retention_window": retentionWindow = duration
+            case "handshake_timeout":
+                guard duration.seconds <= 3600 else { return "\"\(value)\" is longer than 1h: unauthenticated peers would be held that long" }
+                handshakeTimeout = duration
             default: appConsistentFrequency = duration
             }
+        case "max_connections", "max_unauthenticated_connections", "auth_checks_per_second":
+            let range = key == "auth_checks_per_second" ? 1...10_000 : 1...1_000_000
+            guard let n = Int(value), range.contains(n) else {
+                return "\"\(value)\" is not a whole number from \(range.lowerBound) to \(range.upperBound)"
+            }
+            switch key {
+            case "max_connections": maxConnections = n
+            case "max_unauthenticated_connections": maxUnauthenticatedConnections = n
+            default: authChecksPerSecond = n
+            }
+        case "max_pending_bytes":
+            guard let size = ConfigSize(value), size.bytes >= 1 << 20 else {
+                return "\"\(value)\" is not a size of at least 1M (e.g. 256M, 1G)"
+            }
+            maxPendingBytes = size
         case "metrics_address":
             if value == "off" {
                 metricsAddress = nil
@@ -262,6 +299,37 @@ public struct ConfigDuration: Sendable, Equatable, CustomStringConvertible {
     }
 
     public static func == (a: ConfigDuration, b: ConfigDuration) -> Bool { a.seconds == b.seconds }
+    public var description: String { text }
+}
+
+/// A size as the admin wrote it (`256M`), with its bytes; equal when the byte counts are.
+public struct ConfigSize: Sendable, Equatable, CustomStringConvertible {
+    public var text: String
+    public var bytes: Int
+
+    init(text: String, bytes: Int) {
+        self.text = text
+        self.bytes = bytes
+    }
+
+    /// `512K`, `256M`, `1G` (binary: 1K = 1024), or a bare number of bytes.
+    public init?(_ text: String) {
+        guard let last = text.last else { return nil }
+        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
+        var digits = Substring(text)
+        var unit = 1
+        if let u = units[last] {
+            unit = u
+            digits = digits.dropLast()
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+              let n = Int(digits), n <= Int.max / unit
+        else { return nil }
+        self.text = text
+        bytes = n * unit
+    }
+
+    public static func == (a: ConfigSize, b: ConfigSize) -> Bool { a.bytes == b.bytes }
     public var description: String { text }
 }
 
