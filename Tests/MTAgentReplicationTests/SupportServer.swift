@@ -410,7 +410,8 @@ final class TestServer: Sendable {
         self.log = log; self.runTask = runTask
     }
 
-    static func start(store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5)) async throws -> TestServer {
+    static func start(store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5),
+                      credentials: MasterCredentials = TestKeys.credentials) async throws -> TestServer {
         let identity = TestIdentity.shared
         let log = LogCapture()
         let pool = NIOThreadPool(numberOfThreads: 4)
@@ -418,7 +419,7 @@ final class TestServer: Sendable {
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let configuration = ServerConfiguration(
             host: "127.0.0.1", port: 0, certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM,
-            credentials: TestKeys.credentials, serverName: "mt-test", heartbeat: heartbeat,
+            credentials: credentials, serverName: "mt-test", heartbeat: heartbeat,
             maxPendingBytesPerPair: maxPendingBytesPerPair)
         let server = ReplicationServer(configuration: configuration, store: store, pool: pool, logger: log.logger("server"),
                                        onBound: { address in
@@ -472,8 +473,9 @@ final class TestServer: Sendable {
 /// Runs `body` against a fresh server and always shuts it down; the server's own run must end
 /// without error.
 func withServer(_ store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5),
-                _ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer.start(store: store, maxPendingBytesPerPair: maxPendingBytesPerPair, heartbeat: heartbeat)
+                credentials: MasterCredentials = TestKeys.credentials, _ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer.start(store: store, maxPendingBytesPerPair: maxPendingBytesPerPair, heartbeat: heartbeat,
+                                            credentials: credentials)
     do {
         try await body(server)
     } catch {

@@ -51,6 +51,27 @@ struct SendCommand: AsyncParsableCommand {
     @Flag(help: "Print a JSON summary at the end.") var json = false
     @Option(name: .customLong("log-level"), help: "How much to log to stderr.") var logLevel: Logger.Level = .warning
 
+    /// `--to` as host and port; nil when it is not HOST:PORT with a port from 1 to 65535.
+    static func endpoint(_ to: String) -> (host: String, port: Int)? {
+        guard let colon = to.lastIndex(of: ":"), let port = Int(to[to.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(to[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+
+    /// The sender's key from the MT's salt and scrypt parameters. The session checked them against
+    /// ScryptBounds already; this refuses again rather than trap if it is ever called otherwise.
+    static func deriveKey(passphrase: [UInt8], salt: [UInt8], n: UInt64, r: UInt32, p: UInt32) throws -> [UInt8] {
+        if let problem = ScryptBounds.problem(n: n, r: UInt64(r), p: UInt64(p)) {
+            throw SenderError.source("the master target's scrypt parameters are out of bounds: \(problem)")
+        }
+        guard let n = Int(exactly: n), let r = Int(exactly: r), let p = Int(exactly: p) else {
+            throw SenderError.source("the master target's scrypt parameters do not fit this machine")
+        }
+        return try PassphraseKey.derive(passphrase: passphrase, salt: salt, params: KDFParameters(n: n, r: r, p: p)).keyBytes
+    }
+
     func validate() throws {
         if mode == .replay && trace == nil { throw ValidationError("replay needs a trace file: mt-agent send replay TRACE …") }
         if mode != .replay && trace != nil { throw ValidationError("only replay takes a trace file") }
@@ -60,8 +81,8 @@ struct SendCommand: AsyncParsableCommand {
         guard TLSIdentity.normalizeFingerprint(fingerprint) != nil else {
             throw ValidationError("--fingerprint must be 32 hex bytes (colons optional), as 'mt-agent setup' prints it")
         }
-        guard let colon = to.lastIndex(of: ":"), Int(to[to.index(after: colon)...]) != nil else {
-            throw ValidationError("--to must be HOST:PORT, e.g. mt01:9443")
+        guard Self.endpoint(to) != nil else {
+            throw ValidationError("--to must be HOST:PORT with a port from 1 to 65535, e.g. mt01:9443")
         }
         if !freeze.isEmpty && appTag == nil { throw ValidationError("--freeze needs --app-tag") }
         guard !source.isEmpty, source.count == pair.count, pair.count == target.count else {
@@ -79,6 +100,9 @@ struct SendCommand: AsyncParsableCommand {
         let passphrase: [UInt8]
         let devices: [SourceDevice]
         let parsedTrace: Trace?
+        guard let endpoint = Self.endpoint(to), let pinned = TLSIdentity.normalizeFingerprint(fingerprint)?.replacingColons() else {
+            throw fail("--to or --fingerprint is malformed")  // validate() refused these already
+        }
         do {
             passphrase = try PassphraseKey.readPassphraseFile(passphraseFile)
             devices = try source.map { try SourceDevice(path: $0, writable: mode == .replay) }
@@ -89,14 +113,10 @@ struct SendCommand: AsyncParsableCommand {
         } catch {
             throw fail("\(error)")
         }
-        let colon = to.lastIndex(of: ":")!
-        var host = String(to[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         let config = SenderConfiguration(
-            host: host, port: Int(to[to.index(after: colon)...])!,
-            fingerprint: TLSIdentity.normalizeFingerprint(fingerprint)!.replacingColons(),
+            host: endpoint.host, port: endpoint.port, fingerprint: pinned,
             senderName: HostIdentity.hostname(RootedFiles(root: "/"))) { salt, n, r, p in
-                try PassphraseKey.derive(passphrase: passphrase, salt: salt, params: KDFParameters(n: Int(n), r: Int(r), p: Int(p))).keyBytes
+                try Self.deriveKey(passphrase: passphrase, salt: salt, n: n, r: r, p: p)
             }
         let specs = devices.indices.map { PairSpec(pairID: pair[$0], group: group, target: target[$0], sourceSize: devices[$0].size) }
         let session = SenderSession(configuration: config, pairs: specs, logger: logger)
