@@ -206,6 +206,8 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
         var batchBytes: [Int] = []
         var requireResyncReasons: [String] = []
         var hashRequests = 0
+        /// The offset of every HASH_REQUEST, in arrival order.
+        var hashOffsets: [UInt64] = []
         var closes = 0
         var opens = 0
         /// Seconds each apply call sleeps.
@@ -233,6 +235,9 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     var writesApplied: [AppliedOp] { applied.filter { if case .write = $0 { true } else { false } } }
 
     func setApplyDelay(_ d: Duration) { box.withLockedValue { $0.applyDelay = d } }
+
+    /// Sets the durable state, e.g. a resync an earlier sender left half done.
+    func setRecord(_ change: (inout Record) -> Void) { box.withLockedValue { change(&$0) } }
 
     /// The next apply call blocks (on its pool thread) until `release()`.
     func holdNextApply() { box.withLockedValue { $0.holdArmed = true } }
@@ -324,7 +329,11 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     }
 
     func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8] {
-        let bytes = box.withLockedValue { r in r.hashRequests += 1; return r.bytes }
+        let bytes = box.withLockedValue { r in
+            r.hashRequests += 1
+            r.hashOffsets.append(offset)
+            return r.bytes
+        }
         var out: [UInt8] = []
         var at = Int(clamping: offset)
         for _ in 0..<count where at < size {

@@ -1,0 +1,112 @@
+import Glibc
+import MTAgentCore
+@testable import MTAgentReplication
+import NIOCore
+import NIOPosix
+import Testing
+
+// A sender that starts where an earlier one stopped (docs/PROTOCOL.md §6, docs/sender.md
+// "Resuming"): it continues the MT's interrupted resync instead of starting it over, and it
+// resyncs a pair its last run left with unacknowledged changes.
+
+@Suite(.timeLimit(.minutes(1)))
+struct SenderResumeTests {
+    static let chunk = 4096
+    static let windowChunks = 64
+    static let window = chunk * windowChunks
+
+    /// A target an earlier sender resynced up to `reached` (seq `durable`), then was killed.
+    /// Chunk 3, inside the covered part, differs from the source: something a live source
+    /// changed after the earlier run compared it.
+    static func halfResynced(_ source: [UInt8], reached: Int, durable: UInt64, store: MemoryStore) -> MemoryPair {
+        var target = [UInt8](repeating: 0, count: source.count)
+        target.replaceSubrange(0..<reached, with: source[0..<reached])
+        target[3 * chunk + 5] ^= 0xFF
+        let pair = store.add("disk-1", size: source.count, state: .resyncing, contents: target)
+        pair.setRecord { r in
+            r.durableSeq = durable
+            r.resyncOffset = UInt64(reached)
+        }
+        return pair
+    }
+
+    func run(_ store: MemoryStore, source: [UInt8], _ body: (Replicator, SenderSession) async throws -> Void) async throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let path = dir.path + "/source.img"
+        try writeFile(path, source)
+        try await withServer(store) { server in
+            let session = server.sender([PairSpec(pairID: "pair-1", group: "g1", target: "disk-1", sourceSize: UInt64(source.count))])
+            try await session.connect(retryFor: .seconds(5))
+            let pool = NIOThreadPool(numberOfThreads: 2)
+            pool.start()
+            var options = Replicator.Options()
+            options.windowChunks = Self.windowChunks
+            let replicator = Replicator(session: session, sources: [1: try SourceDevice(path: path)], pool: pool, options: options,
+                                        logger: server.senderLog.logger("replicator"))
+            do {
+                try await body(replicator, session)
+            } catch {
+                try? await pool.shutdownGracefully()
+                await session.close()
+                throw error
+            }
+            try await pool.shutdownGracefully()
+            await session.close()
+        }
+    }
+
+    static func marks(_ applied: [AppliedOp]) -> [UInt64] {
+        applied.compactMap { if case .resyncMark(_, let through) = $0 { through } else { nil } }
+    }
+
+    @Test func resyncContinuesTheMastersResyncWithoutBeginningAgain() async throws {
+        let size = 10 * Self.window
+        let source = pattern(size, seed: 9)
+        let reached = 4 * Self.window + 1000  // not on a chunk boundary: the chunk it is in is sent again
+        let store = MemoryStore()
+        let pair = Self.halfResynced(source, reached: reached, durable: 41, store: store)
+        try await run(store, source: source) { replicator, session in
+            #expect(await session.report(1)?.state == .resyncing)
+            try await replicator.resync()
+        }
+        let applied = pair.applied
+        #expect(!applied.contains { if case .resyncBegin = $0 { true } else { false } },
+                "RESYNC_BEGIN resets the MT's progress to 0: a continuation must not send it")
+        #expect(applied.first?.seq == 42, "the continuation goes on at the MT's durableSeq + 1")
+        #expect(applied.map(\.seq) == Array(42...(41 + UInt64(applied.count))), "no gap")
+        let from = UInt64(reached / Self.chunk * Self.chunk)
+        #expect(pair.record.hashOffsets.allSatisfy { $0 >= from }, "hash requests before the MT's mark: \(pair.record.hashOffsets)")
+        #expect(pair.record.hashOffsets.first == from)
+        let marks = Self.marks(applied)
+        #expect(marks.first.map { $0 > UInt64(reached) } == true && marks == marks.sorted(), "the MT's progress only moves on: \(marks)")
+        #expect(applied.last.map { if case .resyncDone = $0 { true } else { false } } == true)
+        #expect(pair.record.state == .inSync)
+        // What lies after the mark was copied; what the MT had covered was trusted (resync copies
+        // a quiet source), so chunk 3 still differs.
+        var expected = source
+        expected[3 * Self.chunk + 5] ^= 0xFF
+        #expect(digest(pair.bytes) == digest(expected))
+    }
+
+    @Test func followsContinuationAlsoRechecksWhatTheEarlierRunCovered() async throws {
+        let size = 6 * Self.window
+        let source = pattern(size, seed: 4)
+        let reached = 3 * Self.window
+        let store = MemoryStore()
+        let pair = Self.halfResynced(source, reached: reached, durable: 7, store: store)
+        try await run(store, source: source) { replicator, _ in
+            var follow = Replicator.FollowOptions()
+            follow.cycles = 0
+            try await replicator.follow(follow)
+        }
+        let applied = pair.applied
+        #expect(!applied.contains { if case .resyncBegin = $0 { true } else { false } })
+        #expect(applied.first?.seq == 8)
+        #expect(Self.marks(applied).allSatisfy { $0 > UInt64(reached) }, "a re-check must not move the MT's mark back")
+        #expect(digest(pair.bytes) == digest(source), "the live source's change before the mark is found and sent")
+        let writes = pair.writesApplied.compactMap { if case .write(_, let offset, _) = $0 { offset } else { nil } }
+        #expect(writes.contains(UInt64(3 * Self.chunk)))
+        #expect(pair.record.state == .inSync)
+    }
+}
