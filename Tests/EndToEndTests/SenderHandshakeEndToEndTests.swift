@@ -53,7 +53,8 @@ struct SenderHandshakeEndToEndTests {
 
         let started = Date()
         let r = try mtAgent(["send", "resync", "--source", d + "/source.img", "--to", "127.0.0.1:\(port)", "--fingerprint", fingerprint,
-                             "--passphrase-file", d + "/pass", "--pair", "p1", "--group", "g1", "--target", "t1"])
+                             "--passphrase-file", d + "/pass", "--pair", "p1", "--group", "g1", "--target", "t1",
+                             "--state-dir", d + "/state"])
         #expect(r.status == 2, "a CHALLENGE with \(kdf.testDescription) must end the sender with status 2, not \(r.status): \(r.stderr)")
         let errors = r.stderr.split(separator: "\n").filter { $0.hasPrefix("mt-agent: error:") }
         #expect(errors.count == 1 && errors[0].contains("scrypt"), "\(r.stderr)")

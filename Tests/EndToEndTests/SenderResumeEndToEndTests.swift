@@ -6,7 +6,8 @@ import MTAgentReplication
 import Testing
 
 /// `mt-agent send` killed -9 and run again with the same `--pair` (docs/sender.md "Resuming"):
-/// an interrupted resync goes on from where the MT recorded it.
+/// nothing it put on the source is lost, and an interrupted resync goes on from where the MT
+/// recorded it.
 @Suite(.serialized, .tags(.large), .enabled(if: geteuid() == 0, "needs root for loop devices and mounts"))
 struct SenderResumeEndToEndTests {
     static let mib = 1 << 20
@@ -16,6 +17,87 @@ struct SenderResumeEndToEndTests {
         let h = try FileHandle(forReadingFrom: URL(fileURLWithPath: path))
         defer { try? h.close() }
         return Array(try h.read(upToCount: count) ?? Data())
+    }
+
+    /// A replay killed -9 while it had writes on its source that the MT never acknowledged: the
+    /// next run with the same pair must bring them over before anything else, so the target and
+    /// every later recovery point match the source.
+    @Test func aReplayKilledWithUnacknowledgedWritesIsResyncedByTheNextRun() throws {
+        let lab = try LabMaster()
+        defer { lab.remove() }
+        let work = lab.directory.path
+        let size = 32 * Self.mib
+        var rng = SeededBytes(state: 17)
+        let source = work + "/source.img"
+        try Data(rng.bytes(size)).write(to: URL(fileURLWithPath: source))
+        let target = try lab.target(bytes: UInt64(size))
+        try lab.start()
+        let first = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target))
+        #expect(first.status == 0, "\(first.stderr)")
+
+        // Trace A: 4000 writes of 64 KiB all over the source, far more than a sender keeps unacked.
+        var a: [String] = []
+        for i in 0..<4000 {
+            a.append("write \(rng.next() % UInt64(size - 65536)) 65536 \(rng.next() >> 1)")
+            if i % 200 == 199 { a.append("tag crash a\(i)") }
+        }
+        try a.joined(separator: "\n").write(toFile: work + "/a.trace", atomically: true, encoding: .utf8)
+        let killed = try Background(lab.sendArguments("replay", source: source, pair: "p1", target: target)
+                                    + [work + "/a.trace", "--log-level", "info"], stderrPath: work + "/a.err")
+        defer { killed.kill9() }
+        var open = false
+        for _ in 0..<600 where !open {
+            usleep(50_000)
+            open = ((try? String(contentsOfFile: work + "/a.err", encoding: .utf8)) ?? "").contains("pair open")
+        }
+        #expect(open, "the replay did not open its pair")
+        usleep(500_000)
+        // The MT stops answering; the sender goes on writing its source and sending until it may
+        // keep no more unacknowledged; then it dies without a word.
+        let server = try #require(lab.serverPID)
+        kill(server, SIGSTOP)
+        usleep(2_500_000)
+        let wasRunning = killed.process.isRunning
+        killed.kill9()
+        kill(server, SIGCONT)
+        #expect(wasRunning, "the replay finished while the MT was stopped; make trace A longer")
+        let afterKill = try Self.bytes(source, count: size)
+
+        // Trace B: a few writes and two tags. The source at each tag is known from afterKill.
+        var b: [String] = []
+        var model = afterKill
+        var expected: [String: String] = [:]
+        for t in 0..<2 {
+            for _ in 0..<20 {
+                let offset = Int(rng.next() % UInt64(size - 8192)), length = 1000 + Int(rng.next() % 7000), seed = rng.next() >> 1
+                b.append("write \(offset) \(length) \(seed)")
+                model.replaceSubrange(offset..<(offset + length), with: Trace.data(seed: seed, count: length))
+            }
+            b.append("tag crash b\(t)")
+            expected["b\(t)"] = sha256(model)
+        }
+        try b.joined(separator: "\n").write(toFile: work + "/b.trace", atomically: true, encoding: .utf8)
+        let again = try mtAgent(lab.sendArguments("replay", source: source, pair: "p1", target: target)
+                                + [work + "/b.trace", "--json", "--log-level", "info"])
+        #expect(again.status == 0, "\(again.stderr)")
+        #expect(again.stderr.contains("did not end with everything acknowledged: resyncing it first") && again.stderr.contains("pair.id=p1"),
+                "\(again.stderr)")
+        #expect(try sha256(source) == sha256(model))
+        let targetBytes = try Self.bytes(target, count: size)
+        let differing = zip(targetBytes, model).reduce(0) { $0 + ($1.0 == $1.1 ? 0 : 1) }
+        #expect(targetBytes.count == size && differing == 0, "the target differs from the source in \(differing) bytes: writes the killed run never got acked were lost")
+        #expect(lab.stop() == 0)
+
+        // Both tags of the second run are points, and each restores the source of its moment.
+        let points = try Catalog(path: lab.catalogPath).recoveryPoints(group: "g1").filter { $0.name.hasPrefix("b") }
+        #expect(points.map(\.name).sorted() == ["b0", "b1"])
+        for point in points {
+            let copy = work + "/restore.img"
+            try? FileManager.default.removeItem(atPath: copy)
+            try LoopVolume.run("cp", "--sparse=always", target, copy)
+            try UndoRestore.restore(pairJournal: lab.journalRoot + "/p1", to: try #require(point.positions["p1"]), target: copy)
+            #expect(try sha256(copy) == expected[point.name], "point \(point.name) does not restore the source of its tag")
+        }
     }
 
     /// A resync killed, continued, and killed again: the continuation must never move the MT's

@@ -110,3 +110,75 @@ struct SenderResumeTests {
         #expect(pair.record.state == .inSync)
     }
 }
+
+extension SenderResumeTests {
+    @Test func aPairTheLastRunLeftDirtyIsResyncedThoughTheMasterSaysInSync() async throws {
+        let size = 4 * Self.window
+        let source = pattern(size, seed: 2)
+        var target = source
+        target[2 * Self.window + 77] ^= 0x55  // a write the killed run put on the source, never acked
+        let store = MemoryStore()
+        let pair = store.add("disk-1", size: size, state: .inSync, contents: target)
+        pair.setRecord { $0.durableSeq = 100 }
+        try await run(store, source: source) { replicator, session in
+            // Without the marker the replay would trust the MT's in-sync and send only the trace.
+            await session.requireResync(1)
+            try await replicator.replay(Trace(ops: [], lines: []))
+        }
+        let applied = pair.applied
+        #expect(applied.first.map { if case .resyncBegin = $0 { true } else { false } } == true)
+        #expect(digest(pair.bytes) == digest(source))
+        #expect(pair.record.state == .inSync)
+    }
+}
+
+/// The state a run leaves for the next one (docs/sender.md "Resuming").
+@Suite struct SenderRunMarkerTests {
+    static let fingerprint = String(repeating: "ab", count: 32)
+
+    @Test func aRunThatDoesNotEndCleanlyLeavesTheMarkerForTheNext() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let state = dir.path + "/state/send"
+        do {
+            let first = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p1", describing: "mode = replay")
+            #expect(!first.wasDirty, "nothing ran before")
+        }  // killed: never marked clean
+        do {
+            let second = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p1", describing: "mode = replay")
+            #expect(second.wasDirty)
+            // Another pair, or the same name on another MT, is another marker.
+            #expect(!(try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p2", describing: "").wasDirty))
+            #expect(!(try SenderRunMarker(directory: state, fingerprint: String(repeating: "cd", count: 32), pairID: "p1", describing: "").wasDirty))
+            try second.markClean()
+        }  // the run ends: its lock goes with it
+        let third = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p1", describing: "")
+        #expect(!third.wasDirty, "a clean end removes the marker")
+    }
+
+    @Test func oneSenderPerPairAndThePairIDIsNeverAPath() throws {
+        let dir = try TempDir()
+        defer { dir.remove() }
+        let state = dir.path + "/state"
+        let running = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "../../escape", describing: "")
+        #expect(throws: SenderError.self) {
+            _ = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "../../escape", describing: "")
+        }
+        do {
+            _ = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "../../escape", describing: "")
+        } catch {
+            #expect("\(error)".contains("another mt-agent send is running for pair ../../escape"), "\(error)")
+        }
+        // Only hashed names, all inside the state directory.
+        var names: [String] = []
+        let d = try #require(opendir(state))
+        while let entry = readdir(d) {
+            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
+            if name != "." && name != ".." { names.append(name) }
+        }
+        closedir(d)
+        #expect(names.sorted().count == 2 && names.allSatisfy { $0.count == 64 + 5 || $0.count == 64 + 6 }, "\(names)")
+        #expect(access(dir.path + "/escape", F_OK) != 0 && access(dir.path + "/../escape", F_OK) != 0)
+        withExtendedLifetime(running) {}
+    }
+}

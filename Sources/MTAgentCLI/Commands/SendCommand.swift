@@ -50,6 +50,8 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .customLong("chunk-size"), help: "Resync and change-tracking granularity in bytes (power of two, 4096…4194304).") var chunkSize: Int = 4096
     @Flag(help: "Print a JSON summary at the end.") var json = false
     @Option(name: .customLong("log-level"), help: "How much to log to stderr.") var logLevel: Logger.Level = .warning
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where the sender keeps what a later run with the same --pair needs (docs/sender.md).", valueName: "path"))
+    var stateDir = "/var/lib/mt-agent/send"
 
     /// `--to` as host and port; nil when it is not HOST:PORT with a port from 1 to 65535.
     static func endpoint(_ to: String) -> (host: String, port: Int)? {
@@ -103,12 +105,18 @@ struct SendCommand: AsyncParsableCommand {
         guard let endpoint = Self.endpoint(to), let pinned = TLSIdentity.normalizeFingerprint(fingerprint)?.replacingColons() else {
             throw fail("--to or --fingerprint is malformed")  // validate() refused these already
         }
+        let markers: [SenderRunMarker]
         do {
             passphrase = try PassphraseKey.readPassphraseFile(passphraseFile)
             devices = try source.map { try SourceDevice(path: $0, writable: mode == .replay) }
             parsedTrace = try trace.map { path in
                 guard let bytes = RootedFiles(root: "/").read(path) else { throw SenderError.source("cannot read trace \(path)") }
                 return try Trace.parse(String(decoding: bytes, as: UTF8.self), file: path)
+            }
+            // Before anything can change: from here a kill leaves each pair marked for a resync.
+            markers = try pair.indices.map { i in
+                try SenderRunMarker(directory: stateDir, fingerprint: pinned, pairID: pair[i],
+                                    describing: "mode = \(mode.rawValue)\nmaster = \(to)\ngroup = \(group)\ntarget = \(target[i])\nsource = \(source[i])")
             }
         } catch {
             throw fail("\(error)")
@@ -120,6 +128,11 @@ struct SendCommand: AsyncParsableCommand {
             }
         let specs = devices.indices.map { PairSpec(pairID: pair[$0], group: group, target: target[$0], sourceSize: devices[$0].size) }
         let session = SenderSession(configuration: config, pairs: specs, logger: logger)
+        for (i, marker) in markers.enumerated() where marker.wasDirty {
+            logger.warning("the last run for this pair did not end with everything acknowledged: resyncing it first",
+                           metadata: ["pair.id": "\(marker.pairID)", "state.dir": "\(stateDir)"])
+            await session.requireResync(UInt32(i + 1))
+        }
         var sources: [UInt32: SourceDevice] = [:]
         for (i, device) in devices.enumerated() { sources[UInt32(i + 1)] = device }
         let pool = NIOThreadPool(numberOfThreads: 2)
@@ -156,6 +169,12 @@ struct SendCommand: AsyncParsableCommand {
         }
         try? await pool.shutdownGracefully()
         meter.finish()
+        do {
+            for marker in markers { try marker.markClean() }
+        } catch {
+            await session.close()
+            throw fail("everything was acknowledged, but \(error); the next run will resync")
+        }
         let elapsed = clock.now - started
         let stats = await session.stats
         var durable: [String: UInt64] = [:]

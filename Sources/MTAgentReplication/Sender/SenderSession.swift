@@ -19,11 +19,13 @@ public struct PairSpec: Sendable {
 public enum SenderError: Error, CustomStringConvertible {
     case pairRefused(pair: String, code: ErrorCode, message: String)
     case source(String)
+    /// The sender's state directory (docs/sender.md "Resuming").
+    case state(String)
 
     public var description: String {
         switch self {
         case .pairRefused(let pair, let code, let message): "the master target refused pair \(pair) (\(code)): \(message)"
-        case .source(let m): m
+        case .source(let m), .state(let m): m
         }
     }
 }
@@ -98,6 +100,13 @@ public actor SenderSession {
     public func spec(_ handle: UInt32) -> PairSpec { streams[handle]!.spec }
     public func report(_ handle: UInt32) -> Frame.PairStateReport? { streams[handle]?.report }
     public func needsResync(_ handle: UInt32) -> Bool { streams[handle]!.needsResync }
+
+    /// Makes the pair resync before anything else is sent, whatever state the MT reports: the
+    /// caller knows the source changed in ways the MT may not have seen (the last run of the
+    /// sender did not end cleanly). Call before `connect`.
+    public func requireResync(_ handle: UInt32) {
+        streams[handle]!.needsResync = true
+    }
 
     // MARK: connecting
 
