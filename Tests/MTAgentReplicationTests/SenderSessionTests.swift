@@ -314,7 +314,8 @@ struct SenderChallengeBoundsTests {
                 #expect(message.contains("scrypt"), "\(message)")
                 #expect(!error.isRetryable)
             }
-            #expect(ContinuousClock.now - start < .seconds(5), "refused parameters are not retried")
+            // A retry would go on for the 30 s given to connect; a loaded machine may take a few seconds.
+            #expect(ContinuousClock.now - start < .seconds(15), "refused parameters are not retried")
             #expect(derivations.withLockedValue { $0 } == 0, "the key was derived with parameters from the wire before they were checked")
             #expect(store.opens.isEmpty)
             await session.close()
