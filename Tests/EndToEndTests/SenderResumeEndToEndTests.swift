@@ -100,8 +100,9 @@ struct SenderResumeEndToEndTests {
         }
     }
 
-    /// A resync killed, continued, and killed again: the continuation must never move the MT's
-    /// recorded progress back (RESYNC_BEGIN would reset it to 0), so each run gets further.
+    /// A resync killed, continued, and killed again, then the MT killed: the continuation must
+    /// never move the MT's recorded progress back (RESYNC_BEGIN would reset it to 0), so each run
+    /// gets further.
     @Test func aResyncKilledTwiceKeepsTheMastersProgress() throws {
         let lab = try LabMaster()
         defer { lab.remove() }
@@ -137,6 +138,12 @@ struct SenderResumeEndToEndTests {
         #expect(now > recorded, "the continuation moved the MT's resync progress from \(recorded) back to \(now)")
         let log2 = (try? String(contentsOfFile: work + "/s2.err", encoding: .utf8)) ?? ""
         #expect(log2.contains("state=resyncing"), "the MT did not report the interrupted resync: \(log2)")
+
+        // The MT restarts too: it reopens the pair as resyncing from its journal and accepts the
+        // continuation's frames.
+        lab.kill9()
+        try lab.start()
+        #expect((progress() ?? 0) >= now, "the MT's recorded progress survives its restart")
 
         let third = try mtAgent(lab.sendArguments("resync", source: source, pair: "p1", target: target) + ["--json", "--log-level", "info"])
         #expect(third.status == 0, "\(third.stderr)")
