@@ -136,6 +136,20 @@ extension SenderResumeTests {
 @Suite struct SenderRunMarkerTests {
     static let fingerprint = String(repeating: "ab", count: 32)
 
+    /// A marker taken right after an earlier one of this process was released. Other tests start
+    /// processes: a child forked in between holds a copy of the lock's descriptor until it execs
+    /// (the descriptor is close-on-exec), so the lock may stay taken for a moment.
+    static func next(_ state: String, _ pairID: String, fingerprint: String = fingerprint) throws -> SenderRunMarker {
+        for _ in 0..<100 {
+            do {
+                return try SenderRunMarker(directory: state, fingerprint: fingerprint, pairID: pairID, describing: "mode = replay")
+            } catch let error as SenderError where "\(error)".contains("another mt-agent send is running") {
+                usleep(20_000)
+            }
+        }
+        return try SenderRunMarker(directory: state, fingerprint: fingerprint, pairID: pairID, describing: "mode = replay")
+    }
+
     @Test func aRunThatDoesNotEndCleanlyLeavesTheMarkerForTheNext() throws {
         let dir = try TempDir()
         defer { dir.remove() }
@@ -145,14 +159,14 @@ extension SenderResumeTests {
             #expect(!first.wasDirty, "nothing ran before")
         }  // killed: never marked clean
         do {
-            let second = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p1", describing: "mode = replay")
+            let second = try Self.next(state, "p1")
             #expect(second.wasDirty)
             // Another pair, or the same name on another MT, is another marker.
             #expect(!(try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p2", describing: "").wasDirty))
             #expect(!(try SenderRunMarker(directory: state, fingerprint: String(repeating: "cd", count: 32), pairID: "p1", describing: "").wasDirty))
             try second.markClean()
         }  // the run ends: its lock goes with it
-        let third = try SenderRunMarker(directory: state, fingerprint: Self.fingerprint, pairID: "p1", describing: "")
+        let third = try Self.next(state, "p1")
         #expect(!third.wasDirty, "a clean end removes the marker")
     }
 
