@@ -86,7 +86,7 @@ rec_send() {
     t0="$(rec_now)"
     ip netns exec "$REC_NETNS" "$BIN" send "$mode" "$@" --source "$src" --to "127.0.0.1:$REC_PORT" \
         --fingerprint "$REC_FP" --passphrase-file "$WORK/pass" --pair "$pair" --group "$group" --target "$tgt" \
-        --json >"$WORK/$name.json" 2>"$WORK/$name.err" &
+        --state-dir "$WORK/send-state" --json >"$WORK/$name.json" 2>"$WORK/$name.err" &
     spid=$!
     # send keeps reconnecting for up to an hour when the MT is gone: stop it if serve dies.
     (while kill -0 "$spid" 2>/dev/null; do

@@ -86,7 +86,7 @@ rb_send() {
     t0="$(rb_now)"
     ip netns exec "$RB_NETNS" "$BIN" send "$mode" "$@" --source "$RB_SRC" --to "127.0.0.1:$RB_MT_PORT" \
         --fingerprint "$RB_FP" --passphrase-file "$WORK/pass" --pair "$RB_PAIR" --group g1 --target "$RB_TGT" \
-        --json >"$WORK/$name.json" 2>"$WORK/$name.err" &
+        --state-dir "$WORK/send-state" --json >"$WORK/$name.json" 2>"$WORK/$name.err" &
     spid=$!
     # send keeps reconnecting for up to an hour when the MT is gone: stop it if serve dies.
     (while kill -0 "$spid" 2>/dev/null; do

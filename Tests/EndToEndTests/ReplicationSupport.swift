@@ -111,8 +111,12 @@ final class LabMaster {
     func sendArguments(_ mode: String, source: String, pair: String, group: String = "g1", target: String,
                        fingerprint: String? = nil, passphraseFile: String? = nil) -> [String] {
         ["send", mode, "--source", source, "--to", "127.0.0.1:\(port)", "--fingerprint", fingerprint ?? self.fingerprint,
-         "--passphrase-file", passphraseFile ?? self.passphraseFile, "--pair", pair, "--group", group, "--target", target]
+         "--passphrase-file", passphraseFile ?? self.passphraseFile, "--pair", pair, "--group", group, "--target", target,
+         "--state-dir", senderState]
     }
+
+    /// The senders' `--state-dir`, inside the lab (never the machine's /var/lib).
+    var senderState: String { directory.appendingPathComponent("sender-state").path }
 
     var journalRoot: String { retention.mountPoint + "/mt-agent/journal" }
     var catalogPath: String { retention.mountPoint + "/mt-agent/catalog.sqlite" }

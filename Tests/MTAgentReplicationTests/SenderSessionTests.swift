@@ -1,6 +1,7 @@
 import Glibc
 import MTAgentCore
 @testable import MTAgentReplication
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
 import Testing
@@ -272,5 +273,63 @@ struct SenderSessionTests {
             #expect(await session.report(1)?.state == .inSync)
             await session.close()
         }
+    }
+}
+
+/// §3.2: the scrypt parameters come from the wire, so a sender checks them before it derives
+/// (the memory is 128 × n × r bytes) and refuses, without retrying, what no honest MT sends.
+@Suite(.timeLimit(.minutes(1)))
+struct SenderChallengeBoundsTests {
+    @Test(arguments: [
+        (UInt64.max, UInt32(8), UInt32(1)),      // n past Int: used to trap in Int(n)
+        (UInt64(1) << 30, UInt32(8), UInt32(1)), // a power of two, but 1 TiB
+        (UInt64(1) << 14 + 1, UInt32(8), UInt32(1)), // not a power of two
+        (UInt64(1) << 14, UInt32.max, UInt32(1)),
+        (UInt64(1) << 14, UInt32(8), UInt32(1) << 20),
+        (UInt64(1) << 20, UInt32(16), UInt32(1)), // 2 GiB
+    ])
+    func absurdParametersAreRefusedBeforeDeriving(_ n: UInt64, _ r: UInt32, _ p: UInt32) async throws {
+        let store = MemoryStore()
+        store.add("disk-1", size: 1 << 20)
+        let credentials = MasterCredentials(key: TestKeys.key, salt: TestKeys.credentials.salt, n: n, r: r, p: p)
+        try await withServer(store, credentials: credentials) { server in
+            let derivations = NIOLockedValueBox(0)
+            let configuration = SenderConfiguration(host: "127.0.0.1", port: server.port, fingerprint: TestIdentity.shared.fingerprint,
+                                                    senderName: "test-sender") { _, _, _, _ in
+                derivations.withLockedValue { $0 += 1 }
+                return TestKeys.key
+            }
+            let session = SenderSession(configuration: configuration,
+                                        pairs: [PairSpec(pairID: "pair-1", group: "g1", target: "disk-1", sourceSize: 1 << 20)],
+                                        logger: server.senderLog.logger("sender"))
+            let start = ContinuousClock.now
+            do {
+                try await session.connect(retryFor: .seconds(30))
+                Issue.record("a CHALLENGE with n=\(n) r=\(r) p=\(p) was accepted")
+            } catch let error as LinkError {
+                guard case .authentication(let message) = error else {
+                    Issue.record("expected LinkError.authentication, got \(error)")
+                    return
+                }
+                #expect(message.contains("scrypt"), "\(message)")
+                #expect(!error.isRetryable)
+            }
+            // A retry would go on for the 30 s given to connect; a loaded machine may take a few seconds.
+            #expect(ContinuousClock.now - start < .seconds(15), "refused parameters are not retried")
+            #expect(derivations.withLockedValue { $0 } == 0, "the key was derived with parameters from the wire before they were checked")
+            #expect(store.opens.isEmpty)
+            await session.close()
+        }
+    }
+
+    @Test func theStandardParametersAndTheLabsAreAccepted() {
+        #expect(ScryptBounds.problem(n: 1 << 17, r: 8, p: 1) == nil)
+        #expect(ScryptBounds.problem(n: 1 << 14, r: 8, p: 1) == nil)
+        #expect(ScryptBounds.problem(n: 1 << 20, r: 8, p: 1) == nil, "1 GiB, the most")
+        #expect(ScryptBounds.problem(n: 1 << 20, r: 8, p: 16) == nil)
+        #expect(ScryptBounds.problem(n: 1 << 9, r: 8, p: 1) != nil)
+        #expect(ScryptBounds.problem(n: 0, r: 8, p: 1) != nil)
+        #expect(ScryptBounds.problem(n: 1 << 14, r: 0, p: 1) != nil)
+        #expect(ScryptBounds.problem(n: 1 << 14, r: 8, p: 0) != nil)
     }
 }

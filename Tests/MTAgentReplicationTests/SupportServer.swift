@@ -206,6 +206,8 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
         var batchBytes: [Int] = []
         var requireResyncReasons: [String] = []
         var hashRequests = 0
+        /// The offset of every HASH_REQUEST, in arrival order.
+        var hashOffsets: [UInt64] = []
         var closes = 0
         var opens = 0
         /// Seconds each apply call sleeps.
@@ -239,6 +241,9 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     var writesApplied: [AppliedOp] { applied.filter { if case .write = $0 { true } else { false } } }
 
     func setApplyDelay(_ d: Duration) { box.withLockedValue { $0.applyDelay = d } }
+
+    /// Sets the durable state, e.g. a resync an earlier sender left half done.
+    func setRecord(_ change: (inout Record) -> Void) { box.withLockedValue { change(&$0) } }
 
     /// The next apply call blocks (on its pool thread) until `release()`.
     func holdNextApply() { box.withLockedValue { $0.holdArmed = true } }
@@ -350,7 +355,11 @@ final class MemoryPair: ReplicaPair, @unchecked Sendable {
     }
 
     func chunkHashes(offset: UInt64, chunkSize: Int, count: Int) throws -> [UInt8] {
-        let bytes = box.withLockedValue { r in r.hashRequests += 1; return r.bytes }
+        let bytes = box.withLockedValue { r in
+            r.hashRequests += 1
+            r.hashOffsets.append(offset)
+            return r.bytes
+        }
         var out: [UInt8] = []
         var at = Int(clamping: offset)
         for _ in 0..<count where at < size {
@@ -440,7 +449,7 @@ final class TestServer: Sendable {
     }
 
     static func start(store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5),
-                      limits: ServerLimits = ServerLimits()) async throws -> TestServer {
+                      limits: ServerLimits = ServerLimits(), credentials: MasterCredentials = TestKeys.credentials) async throws -> TestServer {
         let identity = TestIdentity.shared
         let log = LogCapture()
         let pool = NIOThreadPool(numberOfThreads: 4)
@@ -448,7 +457,7 @@ final class TestServer: Sendable {
         let (ports, portContinuation) = AsyncStream<Int>.makeStream()
         let configuration = ServerConfiguration(
             host: "127.0.0.1", port: 0, certificatePEM: identity.certificatePEM, privateKeyPEM: identity.privateKeyPEM,
-            credentials: TestKeys.credentials, serverName: "mt-test", heartbeat: heartbeat,
+            credentials: credentials, serverName: "mt-test", heartbeat: heartbeat,
             maxPendingBytesPerPair: maxPendingBytesPerPair, limits: limits)
         let server = ReplicationServer(configuration: configuration, store: store, pool: pool, logger: log.logger("server"),
                                        onBound: { address in
@@ -502,8 +511,10 @@ final class TestServer: Sendable {
 /// Runs `body` against a fresh server and always shuts it down; the server's own run must end
 /// without error.
 func withServer(_ store: MemoryStore, maxPendingBytesPerPair: Int = 32 << 20, heartbeat: TimeAmount = .seconds(5),
-                limits: ServerLimits = ServerLimits(), _ body: (TestServer) async throws -> Void) async throws {
-    let server = try await TestServer.start(store: store, maxPendingBytesPerPair: maxPendingBytesPerPair, heartbeat: heartbeat, limits: limits)
+                limits: ServerLimits = ServerLimits(), credentials: MasterCredentials = TestKeys.credentials,
+                _ body: (TestServer) async throws -> Void) async throws {
+    let server = try await TestServer.start(store: store, maxPendingBytesPerPair: maxPendingBytesPerPair, heartbeat: heartbeat,
+                                            limits: limits, credentials: credentials)
     do {
         try await body(server)
     } catch {

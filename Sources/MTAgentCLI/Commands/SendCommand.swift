@@ -50,6 +50,29 @@ struct SendCommand: AsyncParsableCommand {
     @Option(name: .customLong("chunk-size"), help: "Resync and change-tracking granularity in bytes (power of two, 4096…4194304).") var chunkSize: Int = 4096
     @Flag(help: "Print a JSON summary at the end.") var json = false
     @Option(name: .customLong("log-level"), help: "How much to log to stderr.") var logLevel: Logger.Level = .warning
+    @Option(name: .customLong("state-dir"), help: ArgumentHelp("Where the sender keeps what a later run with the same --pair needs (docs/sender.md).", valueName: "path"))
+    var stateDir = "/var/lib/mt-agent/send"
+
+    /// `--to` as host and port; nil when it is not HOST:PORT with a port from 1 to 65535.
+    static func endpoint(_ to: String) -> (host: String, port: Int)? {
+        guard let colon = to.lastIndex(of: ":"), let port = Int(to[to.index(after: colon)...]), (1...65535).contains(port) else { return nil }
+        var host = String(to[..<colon])
+        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
+        guard !host.isEmpty else { return nil }
+        return (host, port)
+    }
+
+    /// The sender's key from the MT's salt and scrypt parameters. The session checked them against
+    /// ScryptBounds already; this refuses again rather than trap if it is ever called otherwise.
+    static func deriveKey(passphrase: [UInt8], salt: [UInt8], n: UInt64, r: UInt32, p: UInt32) throws -> [UInt8] {
+        if let problem = ScryptBounds.problem(n: n, r: UInt64(r), p: UInt64(p)) {
+            throw SenderError.source("the master target's scrypt parameters are out of bounds: \(problem)")
+        }
+        guard let n = Int(exactly: n), let r = Int(exactly: r), let p = Int(exactly: p) else {
+            throw SenderError.source("the master target's scrypt parameters do not fit this machine")
+        }
+        return try PassphraseKey.derive(passphrase: passphrase, salt: salt, params: KDFParameters(n: n, r: r, p: p)).keyBytes
+    }
 
     func validate() throws {
         try requireIdentifier(group, .group, flag: "--group")
@@ -62,8 +85,8 @@ struct SendCommand: AsyncParsableCommand {
         guard TLSIdentity.normalizeFingerprint(fingerprint) != nil else {
             throw ValidationError("--fingerprint must be 32 hex bytes (colons optional), as 'mt-agent setup' prints it")
         }
-        guard let colon = to.lastIndex(of: ":"), Int(to[to.index(after: colon)...]) != nil else {
-            throw ValidationError("--to must be HOST:PORT, e.g. mt01:9443")
+        guard Self.endpoint(to) != nil else {
+            throw ValidationError("--to must be HOST:PORT with a port from 1 to 65535, e.g. mt01:9443")
         }
         if !freeze.isEmpty && appTag == nil { throw ValidationError("--freeze needs --app-tag") }
         guard !source.isEmpty, source.count == pair.count, pair.count == target.count else {
@@ -81,6 +104,10 @@ struct SendCommand: AsyncParsableCommand {
         let passphrase: [UInt8]
         let devices: [SourceDevice]
         let parsedTrace: Trace?
+        guard let endpoint = Self.endpoint(to), let pinned = TLSIdentity.normalizeFingerprint(fingerprint)?.replacingColons() else {
+            throw fail("--to or --fingerprint is malformed")  // validate() refused these already
+        }
+        let markers: [SenderRunMarker]
         do {
             passphrase = try PassphraseKey.readPassphraseFile(passphraseFile)
             devices = try source.map { try SourceDevice(path: $0, writable: mode == .replay) }
@@ -88,20 +115,26 @@ struct SendCommand: AsyncParsableCommand {
                 guard let bytes = RootedFiles(root: "/").read(path) else { throw SenderError.source("cannot read trace \(path)") }
                 return try Trace.parse(String(decoding: bytes, as: UTF8.self), file: path)
             }
+            // Before anything can change: from here a kill leaves each pair marked for a resync.
+            markers = try pair.indices.map { i in
+                try SenderRunMarker(directory: stateDir, fingerprint: pinned, pairID: pair[i],
+                                    describing: "mode = \(mode.rawValue)\nmaster = \(to)\ngroup = \(group)\ntarget = \(target[i])\nsource = \(source[i])")
+            }
         } catch {
             throw fail("\(error)")
         }
-        let colon = to.lastIndex(of: ":")!
-        var host = String(to[..<colon])
-        if host.hasPrefix("["), host.hasSuffix("]") { host = String(host.dropFirst().dropLast()) }
         let config = SenderConfiguration(
-            host: host, port: Int(to[to.index(after: colon)...])!,
-            fingerprint: TLSIdentity.normalizeFingerprint(fingerprint)!.replacingColons(),
+            host: endpoint.host, port: endpoint.port, fingerprint: pinned,
             senderName: HostIdentity.hostname(RootedFiles(root: "/"))) { salt, n, r, p in
-                try PassphraseKey.derive(passphrase: passphrase, salt: salt, params: KDFParameters(n: Int(n), r: Int(r), p: Int(p))).keyBytes
+                try Self.deriveKey(passphrase: passphrase, salt: salt, n: n, r: r, p: p)
             }
         let specs = devices.indices.map { PairSpec(pairID: pair[$0], group: group, target: target[$0], sourceSize: devices[$0].size) }
         let session = SenderSession(configuration: config, pairs: specs, logger: logger)
+        for (i, marker) in markers.enumerated() where marker.wasDirty {
+            logger.warning("the last run for this pair did not end with everything acknowledged: resyncing it first",
+                           metadata: ["pair.id": "\(marker.pairID)", "state.dir": "\(stateDir)"])
+            await session.requireResync(UInt32(i + 1))
+        }
         var sources: [UInt32: SourceDevice] = [:]
         for (i, device) in devices.enumerated() { sources[UInt32(i + 1)] = device }
         let pool = NIOThreadPool(numberOfThreads: 2)
@@ -138,6 +171,12 @@ struct SendCommand: AsyncParsableCommand {
         }
         try? await pool.shutdownGracefully()
         meter.finish()
+        do {
+            for marker in markers { try marker.markClean() }
+        } catch {
+            await session.close()
+            throw fail("everything was acknowledged, but \(error); the next run will resync")
+        }
         let elapsed = clock.now - started
         let stats = await session.stats
         var durable: [String: UInt64] = [:]

@@ -82,26 +82,57 @@ public final class Replicator: Sendable {
     // MARK: resync
 
     /// Makes every pair's target equal its source, sending only differing chunks (or all, with
-    /// `full`); continues an interrupted resync where it stopped.
+    /// `full`); continues an interrupted resync where the MT says it stopped.
+    ///
+    /// `keepHashes` (follow): remember the source's chunk hashes for change tracking. Follow's
+    /// source is live, so when it continues an interrupted resync it also compares the part the
+    /// earlier run covered: that may have changed since, and nothing tracked it.
     public func resync(keepHashes: Bool = false) async throws {
         for handle in await session.handles {
-            try await resilient("resync", resyncing: handle) { try await resyncOnce(handle, full: options.full, keepHashes: keepHashes) }
+            try await resilient("resync", resyncing: handle) {
+                try await resyncOnce(handle, full: options.full, keepHashes: keepHashes, recheckCovered: keepHashes)
+            }
         }
     }
 
-    /// `keepHashes`: remember the source's chunk hashes for `follow` even when `full` skips the comparison.
-    private func resyncOnce(_ handle: UInt32, full: Bool, keepHashes: Bool = true) async throws {
+    /// One resync of a pair: it continues the resync the MT reports as `resyncing` (no
+    /// RESYNC_BEGIN, which would reset the MT's progress to 0), or begins one from 0.
+    /// `recheckCovered`: on a continuation, also compare what the MT had covered (without marks:
+    /// the MT's progress never moves back).
+    private func resyncOnce(_ handle: UInt32, full: Bool, keepHashes: Bool = true, recheckCovered: Bool = true) async throws {
         let source = sources[handle]!
-        let report = await session.report(handle)
         let chunk = UInt64(options.chunkSize)
-        var offset = report?.state == .resyncing ? (report!.resyncOffset / chunk) * chunk : 0
-        try await session.beginResync(handle)
         let pairID = await session.spec(handle).pairID
-        logger.info("resync", metadata: ["pair.id": "\(pairID)", "from": "\(offset)", "full": "\(full)"])
+        let start: UInt64
+        if let reached = try await session.continueResync(handle) {
+            // Whole chunks of this run, never past the source (a chunk re-checked costs a hash).
+            start = min(reached / chunk * chunk, source.size)
+            logger.info("resync continues where the master target stopped",
+                        metadata: ["pair.id": "\(pairID)", "resync.from": "\(start)", "full": "\(full)"])
+        } else {
+            start = 0
+            try await session.beginResync(handle)
+            logger.info("resync", metadata: ["pair.id": "\(pairID)", "resync.from": "0", "full": "\(full)"])
+        }
+        try await resyncRange(handle, from: start, to: source.size, full: full, keepHashes: keepHashes, marks: true)
+        if recheckCovered && start > 0 {
+            logger.info("resync re-checks what the interrupted run covered", metadata: ["pair.id": "\(pairID)", "resync.through": "\(start)"])
+            try await resyncRange(handle, from: 0, to: start, full: full, keepHashes: keepHashes, marks: false)
+        }
+        try await session.sendResyncDone(handle)
+        try await session.waitDurable(handle)
+    }
+
+    /// Compares (or with `full` copies) `from..<to` of the source window by window, sending the
+    /// differing chunks; with `marks`, a RESYNC_MARK after each window.
+    private func resyncRange(_ handle: UInt32, from: UInt64, to end: UInt64, full: Bool, keepHashes: Bool, marks: Bool) async throws {
+        let source = sources[handle]!
+        let chunk = UInt64(options.chunkSize)
+        var offset = from
         let windowBytes = UInt64(options.windowChunks) * chunk
         func request(_ at: UInt64) async throws -> AsyncThrowingStream<Frame.Hashes, Error>? {
-            guard !full, at < source.size else { return nil }
-            let count = Int((min(windowBytes, source.size - at) + chunk - 1) / chunk)
+            guard !full, at < end else { return nil }
+            let count = Int((min(windowBytes, end - at) + chunk - 1) / chunk)
             return try await session.requestHashes(handle, offset: at, chunkSize: options.chunkSize, count: count)
         }
         let hashLocally = !full || keepHashes
@@ -109,8 +140,8 @@ public final class Replicator: Sendable {
         // previous window goes out. Two buffers take turns: a fresh one per window would be
         // zero-filled by the kernel page by page.
         func read(_ at: UInt64, into reused: AlignedBuffer?) -> Task<(AlignedBuffer, Int, [UInt8]), Error>? {
-            guard at < source.size else { return nil }
-            let length = Int(min(windowBytes, source.size - at))
+            guard at < end else { return nil }
+            let length = Int(min(windowBytes, end - at))
             return Task { [pool, chunkSize = options.chunkSize] in
                 let buffer = reused ?? AlignedBuffer(capacity: Int(windowBytes))
                 guard hashLocally else {
@@ -141,8 +172,8 @@ public final class Replicator: Sendable {
         var reading = read(offset, into: nil)
         var spare: AlignedBuffer?
         defer { reading?.cancel() }
-        while offset < source.size {
-            let length = min(windowBytes, source.size - offset)
+        while offset < end {
+            let length = min(windowBytes, end - offset)
             let next = try await request(offset + length)  // one window ahead: the MT hashes while we compare
             let at = offset
             let (data, count, local) = try await reading!.value
@@ -157,14 +188,12 @@ public final class Replicator: Sendable {
             try await sendRuns(handle, data: data, count: count, base: at, differs: differs)
             spare = data
             await session.countHashes(total: differs.count, differing: differs.filter { $0 }.count)
-            try await session.sendResyncMark(handle, through: at + length)
+            if marks { try await session.sendResyncMark(handle, through: at + length) }
             if hashLocally { record(handle, offset: at, hashes: local) }
             offset += length
             pending = next
             progress(Progress(phase: "resync", done: offset, total: source.size, stats: await session.stats))
         }
-        try await session.sendResyncDone(handle)
-        try await session.waitDurable(handle)
     }
 
     /// Sends the differing chunks of the first `count` bytes of `data` as writes of up to `maxWrite` bytes.

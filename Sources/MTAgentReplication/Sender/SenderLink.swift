@@ -1,6 +1,7 @@
 import Glibc
 import Crypto
 import Logging
+import MTAgentCore
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
@@ -146,7 +147,20 @@ struct SenderLink {
         default: throw LinkError.lost("expected CHALLENGE, got frame type 0x\(String(first.type, radix: 16))")
         }
         guard challenge.kdf == "scrypt" else { throw LinkError.authentication("the master target asks for key derivation \(challenge.kdf), which this sender does not know") }
-        let key = try config.deriveKey(challenge.salt, challenge.n, challenge.r, challenge.p)
+        // Checked before deriving: scrypt would hold 128 × n × r bytes, p times over.
+        if let problem = ScryptBounds.problem(n: challenge.n, r: UInt64(challenge.r), p: UInt64(challenge.p)) {
+            logger.error("refusing the master target's scrypt parameters", metadata: [
+                "kdf.n": "\(challenge.n)", "kdf.r": "\(challenge.r)", "kdf.p": "\(challenge.p)", "server": "\(challenge.serverName)",
+            ])
+            throw LinkError.authentication("the master target asks for scrypt parameters outside the protocol's bounds (\(problem)); "
+                                           + "an mt-agent master target never does: check --to and --fingerprint")
+        }
+        let key: [UInt8]
+        do {
+            key = try config.deriveKey(challenge.salt, challenge.n, challenge.r, challenge.p)
+        } catch {
+            throw LinkError.authentication("cannot derive the replication key with the master target's scrypt parameters: \(error)")
+        }
         try await channel.outbound.write(.proof(mac: PassphraseProof.senderMAC(key: key, senderNonce: nonce, masterNonce: challenge.nonce)))
         guard let answer = try await Self.next(&inbound) else { throw LinkError.lost("the master target closed the connection during the handshake") }
         switch answer {

@@ -19,11 +19,13 @@ public struct PairSpec: Sendable {
 public enum SenderError: Error, CustomStringConvertible {
     case pairRefused(pair: String, code: ErrorCode, message: String)
     case source(String)
+    /// The sender's state directory (docs/sender.md "Resuming").
+    case state(String)
 
     public var description: String {
         switch self {
         case .pairRefused(let pair, let code, let message): "the master target refused pair \(pair) (\(code)): \(message)"
-        case .source(let m): m
+        case .source(let m), .state(let m): m
         }
     }
 }
@@ -55,6 +57,9 @@ public actor SenderSession {
         var durable: UInt64 = 0
         var report: Frame.PairStateReport?
         var needsResync = false
+        /// The MT's `resyncOffset` while its last PAIR_STATE said `resyncing` and nothing has been
+        /// sent on the pair since: a resync may continue there without RESYNC_BEGIN (PROTOCOL.md §6).
+        var resumableAt: UInt64?
         var stateWaiter: CheckedContinuation<Frame.PairStateReport, Error>?
         var hashWaiters: [AsyncThrowingStream<Frame.Hashes, Error>.Continuation] = []
         var ackWaiters: [CheckedContinuation<Void, Error>] = []
@@ -95,6 +100,13 @@ public actor SenderSession {
     public func spec(_ handle: UInt32) -> PairSpec { streams[handle]!.spec }
     public func report(_ handle: UInt32) -> Frame.PairStateReport? { streams[handle]?.report }
     public func needsResync(_ handle: UInt32) -> Bool { streams[handle]!.needsResync }
+
+    /// Makes the pair resync before anything else is sent, whatever state the MT reports: the
+    /// caller knows the source changed in ways the MT may not have seen (the last run of the
+    /// sender did not end cleanly). Call before `connect`.
+    public func requireResync(_ handle: UInt32) {
+        streams[handle]!.needsResync = true
+    }
 
     // MARK: connecting
 
@@ -146,6 +158,7 @@ public actor SenderSession {
             stream.durable = max(stream.durable, report.durableSeq)
             stream.nextSeq = max(stream.nextSeq, report.durableSeq + 1)
             stream.dropAcked()
+            stream.resumableAt = report.state == .resyncing ? report.resyncOffset : nil
             if report.state == .inSync && !stream.needsResync {
                 for item in stream.unacked { await write(item.frame) }
             } else {
@@ -211,6 +224,7 @@ public actor SenderSession {
             switch code {
             case .sequenceGap, .checksumMismatch, .writeOutOfRange, .resyncRequired:
                 s.needsResync = true
+                s.resumableAt = nil
                 s.clearUnacked()
                 for w in s.hashWaiters { w.finish(throwing: NeedsResync()) }
                 s.hashWaiters = []
@@ -246,6 +260,7 @@ public actor SenderSession {
     private func sequenced(_ handle: UInt32, bytes: Int, _ make: (UInt64) -> Frame) async throws {
         let s = streams[handle]!
         if s.needsResync { throw NeedsResync() }
+        s.resumableAt = nil
         while s.unackedBytes > maxUnackedBytes {
             try requireLink()
             try await withCheckedThrowingContinuation { s.ackWaiters.append($0) }
@@ -279,9 +294,25 @@ public actor SenderSession {
         let s = streams[handle]!
         try requireLink()
         s.needsResync = false
+        s.resumableAt = nil
         s.clearUnacked()
         s.nextSeq += 1  // any seq above the last accepted is a valid new base
         try await sequenced(handle, bytes: 0) { .resyncBegin(handle: handle, seq: $0) }
+    }
+
+    /// Continues the resync the MT reported as `resyncing` on this connection, without
+    /// RESYNC_BEGIN (which would reset the MT's progress to 0): the next frame carries the MT's
+    /// `durableSeq + 1`. Returns the offset the MT's resync reached, or nil when there is no
+    /// resync to continue (the MT is in another state, or something was sent since its report).
+    public func continueResync(_ handle: UInt32) throws -> UInt64? {
+        let s = streams[handle]!
+        try requireLink()
+        guard let at = s.resumableAt, let report = s.report, report.state == .resyncing else { return nil }
+        s.resumableAt = nil
+        s.needsResync = false
+        s.clearUnacked()
+        s.nextSeq = report.durableSeq + 1
+        return at
     }
 
     public func sendResyncMark(_ handle: UInt32, through: UInt64) async throws {

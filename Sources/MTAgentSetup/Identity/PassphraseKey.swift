@@ -36,10 +36,11 @@ public struct KDFParameters: Sendable, Equatable, Codable {
     public func validate() throws {
         func bad(_ why: String) -> PassphraseError { .badParameters(why) }
         guard algorithm == "scrypt" else { throw bad("algorithm \"\(algorithm)\" is not supported (only scrypt)") }
-        guard n >= 1 << 10, n <= 1 << 22, n & (n - 1) == 0 else { throw bad("n = \(n) is not a power of two from 2^10 to 2^22") }
-        guard (1...32).contains(r) else { throw bad("r = \(r) is outside 1…32") }
-        guard (1...16).contains(p) else { throw bad("p = \(p) is outside 1…16") }
-        guard 128 * n * r <= 1 << 30 else { throw bad("n × r needs more than 1 GiB of memory") }
+        // The protocol's bounds (PROTOCOL.md §3.2): a sender refuses a CHALLENGE outside them.
+        guard let n = UInt64(exactly: n), let r = UInt64(exactly: r), let p = UInt64(exactly: p) else {
+            throw bad("n, r and p must not be negative")
+        }
+        if let problem = ScryptBounds.problem(n: n, r: r, p: p) { throw bad(problem) }
         guard (16...64).contains(length) else { throw bad("length = \(length) is outside 16…64 bytes") }
     }
 }
