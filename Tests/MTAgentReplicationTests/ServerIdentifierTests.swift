@@ -48,4 +48,21 @@ struct ServerIdentifierTests {
             #expect(store.opens.isEmpty)
         }
     }
+
+    /// A pair replicates a source of at least one byte: a size of 0 would make a pair that can never
+    /// hold data, and a target rule ("at least as large as the source") that nothing fails.
+    @Test func aSourceSizeOfZeroIsRefused() async throws {
+        let store = MemoryStore()
+        store.add("disk-1", size: 64 << 10)
+        try await withServer(store) { server in
+            let raw = try await server.raw()
+            try await raw.authenticate()
+            let answer = try await raw.open(1, pairID: "pair-1", target: "disk-1", sourceSize: 0)
+            guard case .pairError(1, .badRequest, let message) = answer else {
+                Issue.record("expected PAIR_ERROR bad-request for a source of 0 bytes, got \(answer)"); return
+            }
+            #expect(message.contains("source size"), "\(message)")
+            #expect(store.opens.isEmpty)
+        }
+    }
 }

@@ -161,6 +161,12 @@ struct Connection {
                 await send(.pairError(handle: open.handle, code: .badRequest, message: "\(error)"))
                 break
             }
+            guard open.sourceSize > 0 else {
+                logger.warning("pair refused: source size 0", metadata: ["pair.handle": "\(open.handle)", "pair.id": "\(open.pairID)"])
+                await send(.pairError(handle: open.handle, code: .badRequest,
+                                      message: "OPEN_PAIR source size is 0: a pair replicates a source of at least one byte"))
+                break
+            }
             var pairLogger = logger
             pairLogger[metadataKey: "pair.id"] = "\(open.pairID)"
             pairLogger[metadataKey: "group.id"] = "\(open.groupID)"
