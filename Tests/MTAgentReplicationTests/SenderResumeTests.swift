@@ -112,6 +112,25 @@ struct SenderResumeTests {
 }
 
 extension SenderResumeTests {
+    /// `resync` trusts what an interrupted resync covered (its source is quiet), unless the last run
+    /// ended without its acks: then the source may have changed below the mark too.
+    @Test func aDirtyContinuationInResyncModeAlsoRechecksWhatTheEarlierRunCovered() async throws {
+        let size = 6 * Self.window
+        let source = pattern(size, seed: 5)
+        let reached = 3 * Self.window
+        let store = MemoryStore()
+        let pair = Self.halfResynced(source, reached: reached, durable: 9, store: store)
+        try await run(store, source: source) { replicator, session in
+            await session.requireResync(1)
+            try await replicator.resync()
+        }
+        let applied = pair.applied
+        #expect(!applied.contains { if case .resyncBegin = $0 { true } else { false } }, "the MT's progress is kept")
+        #expect(Self.marks(applied).allSatisfy { $0 > UInt64(reached) })
+        #expect(digest(pair.bytes) == digest(source), "the change below the mark is found and sent")
+        #expect(pair.record.state == .inSync)
+    }
+
     @Test func aPairTheLastRunLeftDirtyIsResyncedThoughTheMasterSaysInSync() async throws {
         let size = 4 * Self.window
         let source = pattern(size, seed: 2)

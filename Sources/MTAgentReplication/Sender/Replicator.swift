@@ -114,13 +114,17 @@ public final class Replicator: Sendable {
             try await session.beginResync(handle)
             logger.info("resync", metadata: ["pair.id": "\(pairID)", "resync.from": "0", "full": "\(full)"])
         }
+        // A run that ended without its acks (the dirty marker) may have changed the source below the mark too.
+        let changedUnseen = await session.sourceChangedUnseen(handle)
+        let recheck = recheckCovered || changedUnseen
         try await resyncRange(handle, from: start, to: source.size, full: full, keepHashes: keepHashes, marks: true)
-        if recheckCovered && start > 0 {
+        if recheck && start > 0 {
             logger.info("resync re-checks what the interrupted run covered", metadata: ["pair.id": "\(pairID)", "resync.through": "\(start)"])
             try await resyncRange(handle, from: 0, to: start, full: full, keepHashes: keepHashes, marks: false)
         }
         try await session.sendResyncDone(handle)
         try await session.waitDurable(handle)
+        await session.resyncCompleted(handle)
     }
 
     /// Compares (or with `full` copies) `from..<to` of the source window by window, sending the

@@ -57,6 +57,10 @@ public actor SenderSession {
         var durable: UInt64 = 0
         var report: Frame.PairStateReport?
         var needsResync = false
+        /// Set by `requireResync` until a resync completes: the source changed where the MT did not
+        /// see it, so no part of it that an earlier run compared can be trusted, not even the part
+        /// an interrupted resync covered.
+        var sourceChangedUnseen = false
         /// The MT's `resyncOffset` while its last PAIR_STATE said `resyncing` and nothing has been
         /// sent on the pair since: a resync may continue there without RESYNC_BEGIN (PROTOCOL.md §6).
         var resumableAt: UInt64?
@@ -106,7 +110,15 @@ public actor SenderSession {
     /// sender did not end cleanly). Call before `connect`.
     public func requireResync(_ handle: UInt32) {
         streams[handle]!.needsResync = true
+        streams[handle]!.sourceChangedUnseen = true
     }
+
+    /// True while the source may differ from the target anywhere, also below an interrupted
+    /// resync's mark (see `requireResync`), until `resyncCompleted`.
+    public func sourceChangedUnseen(_ handle: UInt32) -> Bool { streams[handle]?.sourceChangedUnseen ?? false }
+
+    /// A resync of the pair is durable: from here the MT has seen every change of the source.
+    public func resyncCompleted(_ handle: UInt32) { streams[handle]?.sourceChangedUnseen = false }
 
     // MARK: connecting
 

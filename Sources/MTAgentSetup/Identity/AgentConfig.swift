@@ -283,19 +283,9 @@ public struct ConfigDuration: Sendable, Equatable, CustomStringConvertible {
 
     /// `30s`, `15m`, `24h`, `7d`, or a bare number of seconds.
     public init?(_ text: String) {
-        guard let last = text.last else { return nil }
-        let units: [Character: Int] = ["s": 1, "m": 60, "h": 3600, "d": 86400]
-        var digits = Substring(text)
-        var unit = 1
-        if let u = units[last] {
-            unit = u
-            digits = digits.dropLast()
-        }
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
-              let n = Int(digits), n <= Int.max / unit
-        else { return nil }
+        guard let seconds = scaledCount(text, units: ["s": 1, "m": 60, "h": 3600, "d": 86400]) else { return nil }
         self.text = text
-        self.seconds = n * unit
+        self.seconds = seconds
     }
 
     public static func == (a: ConfigDuration, b: ConfigDuration) -> Bool { a.seconds == b.seconds }
@@ -314,23 +304,29 @@ public struct ConfigSize: Sendable, Equatable, CustomStringConvertible {
 
     /// `512K`, `256M`, `1G` (binary: 1K = 1024), or a bare number of bytes.
     public init?(_ text: String) {
-        guard let last = text.last else { return nil }
-        let units: [Character: Int] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]
-        var digits = Substring(text)
-        var unit = 1
-        if let u = units[last] {
-            unit = u
-            digits = digits.dropLast()
-        }
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
-              let n = Int(digits), n <= Int.max / unit
-        else { return nil }
+        guard let bytes = scaledCount(text, units: ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30]) else { return nil }
         self.text = text
-        bytes = n * unit
+        self.bytes = bytes
     }
 
     public static func == (a: ConfigSize, b: ConfigSize) -> Bool { a.bytes == b.bytes }
     public var description: String { text }
+}
+
+/// ASCII digits with an optional one-letter unit suffix from `units` (a bare number has unit 1), as
+/// a count of the unit's base; nil for anything else or a value past `Int.max`.
+private func scaledCount(_ text: String, units: [Character: Int]) -> Int? {
+    guard let last = text.last else { return nil }
+    var digits = Substring(text)
+    var unit = 1
+    if let u = units[last] {
+        unit = u
+        digits = digits.dropLast()
+    }
+    guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+          let n = Int(digits), n <= Int.max / unit
+    else { return nil }
+    return n * unit
 }
 
 /// A config problem as one line: `/etc/mt-agent/mt-agent.conf line 4: port: "99999" is not a TCP port (1–65535)`.
