@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import MTAgentCore
+import NIOConcurrencyHelpers
 import Testing
 @testable import MTAgentJournal
 @testable import MTAgentService
@@ -65,6 +66,21 @@ struct ForgedCatalogTests {
         #expect(finished.isEmpty)
         // Left failed over (nothing replicates onto it), and still rolling back: the operator is told, not a crash.
         #expect(try lab.catalog.failover(group: "g")?.status == .rollingBack)
+    }
+
+    /// `status` and every metrics scrape read each pair's resync progress from the catalog when the
+    /// pair is not open: a row with an absurd offset is reported, not trapped on.
+    @Test func statusOverAnAbsurdResyncOffsetInTheCatalogDoesNotTrap() async throws {
+        let lab = try RecoveryTests.lab(seed: 85)
+        try Self.sqlite(lab.layout.catalog, "UPDATE pair SET state = 'resyncing', resyncOffset = -1 WHERE id = 'p2'")
+        let reporter = StatusReporter(
+            catalog: lab.catalog, layout: lab.layout, version: "test", started: .now,
+            policy: LivePolicy(ServicePolicy(rpoThreshold: .seconds(900), retentionWindow: .seconds(86400),
+                                             appConsistentFrequency: .seconds(3600), spacePolicy: .pruneOldest, logLevel: .info)),
+            listening: NIOLockedValueBox(""), gate: SpaceGate(), openPairs: { [] })
+        let status = try await reporter.report()
+        let p2 = try #require(status.groups.flatMap(\.pairs).first { $0.pair == "p2" })
+        #expect(p2.state == "resyncing" && p2.resyncPercent == 100, "\(p2)")
     }
 
     @Test func pruningSkipsAForgedPairRow() throws {

@@ -106,7 +106,7 @@ struct StatusReporter: Sendable {
                 return ServiceStatus.Pair(
                     pair: info.id, target: info.target, state: state.rawValue, connected: live != nil,
                     durableSeq: live?.durableSeq ?? info.durableSeq, resyncOffset: offset, targetBytes: size,
-                    resyncPercent: state == .resyncing && size > 0 ? Int(offset * 100 / size) : nil,
+                    resyncPercent: state == .resyncing && size > 0 ? Int(min(1, Double(offset) / Double(size)) * 100) : nil,
                     reason: live?.reason ?? info.reason, journalBytes: (Identifier(info.id).map { treeBytes(layout.journal($0)) } ?? 0),
                     throughputBytesPerSecond: live?.receivedBytesPerSecond ?? 0)
             }
