@@ -24,8 +24,54 @@ private func pendingWrite(seq: UInt64, offset: UInt64, _ data: [UInt8]) -> PairO
     PairOp.Pending(write: Frame.Write(handle: 1, seq: seq, offset: offset, sha256: sha256(data), data: buffer(data)))
 }
 
+/// Holds whoever waits until opened.
+private actor Gate {
+    private var open = false
+    private var waiters: [CheckedContinuation<Void, Never>] = []
+    func wait() async {
+        if open { return }
+        await withCheckedContinuation { waiters.append($0) }
+    }
+    func release() {
+        open = true
+        for w in waiters { w.resume() }
+        waiters = []
+    }
+}
+
 @Suite(.timeLimit(.minutes(1)))
 struct PairLifecycleTests {
+    /// Two connections take a pair over at the same moment while telling the old holder waits
+    /// (a slow peer): one of them ends up holding the pair, and the other must know it does not —
+    /// a connection that believes it holds the pair while its frames are ignored waits forever.
+    @Test func twoTakeoversAtOnceLeaveOneHolderAndTellTheOther() async throws {
+        let pool = NIOThreadPool(numberOfThreads: 2)
+        pool.start()
+        let pair = MemoryPair(name: "disk-1", size: 64 * kib, state: .inSync)
+        let log = LogCapture()
+        let driver = PairDriver(pair: pair, pairID: "pair-1", group: "g1", target: "disk-1", sourceSize: UInt64(64 * kib),
+                                pool: pool, maxPendingBytes: 1 << 20, metrics: ServerMetrics(), logger: log.logger("driver"))
+        let gate = Gate()
+        let (a, b, c) = (SentFrames(), SentFrames(), SentFrames())
+        _ = await driver.attach(PairSink(connection: 1, handle: 1, send: { a.append($0); await gate.wait() }))
+        let attachB = Task { await driver.attach(PairSink(connection: 2, handle: 1, send: { b.append($0) })) }
+        #expect(await eventually { !a.frames.isEmpty }, "B tells A, and A is slow to take it")
+        let attachC = Task { await driver.attach(PairSink(connection: 3, handle: 1, send: { c.append($0) })) }
+        try await Task.sleep(for: .milliseconds(200))
+        await gate.release()
+        let outcomes = [2: await attachB.value, 3: await attachC.value]
+
+        let holders = [2, 3].filter { outcomes[$0] != .takenOver }
+        #expect(holders.count == 1, "exactly one connection may believe it holds the pair: \(outcomes)")
+        if let holder = holders.first {
+            #expect(await driver.holds(connection: UInt64(holder)))
+            let loser = holder == 2 ? c : b
+            #expect(loser.frames.contains { if case .pairError(1, .pairTakenOver, _) = $0 { true } else { false } },
+                    "the connection that lost the pair is told")
+        }
+        try await pool.shutdownGracefully()
+    }
+
     /// `stop` (failover) or `close` (shutdown) begins while an apply is held on the pool; the
     /// connection sends another write and a HASH_REQUEST during the drain. Both must be refused,
     /// and `close` must come after the held apply returned, with nothing applied after it.

@@ -184,6 +184,7 @@ struct Connection {
                 case .ioError: .ioError
                 case .failedOver: .failedOver
                 case .retentionFull: .retentionFull
+                case .takenOver: .pairTakenOver
                 }
                 await send(.pairError(handle: open.handle, code: code, message: refusal.message))
             } catch {

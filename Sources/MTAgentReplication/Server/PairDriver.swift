@@ -73,20 +73,32 @@ actor PairDriver {
     /// whose driver is not usable again.
     var isUsable: Bool { life == .open && !failed }
 
+    enum AttachOutcome: Sendable, Equatable {
+        /// The connection holds the pair: report this state in PAIR_STATE.
+        case attached(ReplicaStatus)
+        /// Another connection attached while this one waited: it was told pair-taken-over.
+        case takenOver
+        /// The pair was stopped or closed meanwhile (the registry then opens it again).
+        case ended
+    }
+
     /// Hands the pair to a connection, after everything the previous one queued is durable; the
-    /// previous connection is told. Returns the state to report in PAIR_STATE, or nil when the
-    /// pair was stopped or closed meanwhile (the registry then opens it again).
-    func attach(_ newSink: PairSink) async -> ReplicaStatus? {
-        guard life == .open else { return nil }
-        if let old = sink, old.connection != newSink.connection {
+    /// previous connection is told.
+    func attach(_ newSink: PairSink) async -> AttachOutcome {
+        guard life == .open else { return .ended }
+        // The sink changes before anything suspends: of two attaches at once the later one takes the
+        // pair from the earlier one (and tells it), never the other way round.
+        let old = sink
+        sink = newSink
+        if let old, old.connection != newSink.connection {
             await old.send(.pairError(handle: old.handle, code: .pairTakenOver, message: "pair \(pairID) was opened by another connection"))
         }
-        sink = newSink
         await drain()
-        guard life == .open else { return nil }
+        guard life == .open else { return .ended }
+        guard sink?.connection == newSink.connection else { return .takenOver }
         let status = pair.status
         metrics.acked(status.durableSeq)  // PAIR_STATE tells the sender this much is durable
-        return status
+        return .attached(status)
     }
 
     /// The pair's state with its current receive rate.

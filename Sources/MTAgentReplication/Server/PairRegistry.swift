@@ -22,7 +22,12 @@ actor PairRegistry {
     func attach(_ open: Frame.OpenPair, sink: PairSink) async throws -> (PairDriver, ReplicaStatus) {
         for _ in 0..<3 {
             let driver = try await driver(for: open)
-            if let status = await driver.attach(sink) { return (driver, status) }
+            switch await driver.attach(sink) {
+            case .attached(let status): return (driver, status)
+            case .takenOver:
+                throw StoreRefusal(.takenOver, "pair \(open.pairID) was opened by another connection while this one opened it")
+            case .ended: continue
+            }
         }
         throw StoreRefusal(.ioError, "pair \(open.pairID) was closed while it was being opened, three times; open it again later")
     }

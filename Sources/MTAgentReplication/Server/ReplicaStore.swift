@@ -55,7 +55,7 @@ public protocol ReplicaStore: Sendable {
 
 /// Why the store would not open a pair; the message names the rule and the fix.
 public struct StoreRefusal: Error, Sendable, Equatable, CustomStringConvertible {
-    public enum Kind: Sendable, Equatable { case targetRefused, pairConflict, ioError, failedOver, retentionFull }
+    public enum Kind: Sendable, Equatable { case targetRefused, pairConflict, ioError, failedOver, retentionFull, takenOver }
     public var kind: Kind
     public var message: String
     public init(_ kind: Kind, _ message: String) { self.kind = kind; self.message = message }
