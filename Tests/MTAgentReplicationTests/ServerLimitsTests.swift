@@ -264,6 +264,34 @@ struct ServerLimitSettingsTests {
         }
     }
 
+    /// A connection the master target stops reading (its data waits on `max_pending_bytes` behind a
+    /// slow target) is not idle on the sender's part: it must not be closed with "nothing received
+    /// for 3 heartbeat intervals" while its frames sit unread in TCP.
+    @Test func aConnectionHeldBackByTheBudgetIsNotTimedOut() async throws {
+        let write = 256 << 10
+        let count = 32
+        var limits = ServerLimits()
+        limits.maxPendingBytes = 1 << 20
+        let store = MemoryStore()
+        let pair = store.add("disk-a", size: count * write)
+        pair.holdNextApply()
+        // Read timeout 3 × 200 ms: the hold below lasts about four of them.
+        try await withServer(store, heartbeat: .milliseconds(200), limits: limits) { server in
+            let session = server.sender([PairSpec(pairID: "pair-0", group: "g1", target: "disk-a", sourceSize: UInt64(count * write))],
+                                        heartbeat: .milliseconds(200))
+            try await session.connect(retryFor: .seconds(5))
+            let writer = BackgroundWriter(session: session, count: count, size: write)
+            _ = await writer.settle()
+            #expect(server.server.pendingBudget.held.now > 0, "precondition: the connection waits on the budget")
+            try await Task.sleep(for: .milliseconds(2500))
+            pair.release()
+            try await writer.task.value
+            #expect(digest(pair.bytes) == digest(writer.expected))
+            #expect(!server.senderLog.contains("connection lost"), "the master target dropped a sender it had stopped reading")
+            await session.close()
+        }
+    }
+
     /// After WELCOME the full frame limit applies: a 4 MiB WRITE is accepted.
     @Test func fullFrameLimitAfterWelcome() async throws {
         let store = MemoryStore()

@@ -183,21 +183,38 @@ extension ChannelPipeline.SynchronousOperations {
         try addHandler(ByteToMessageHandler(limit.map { FrameDecoder(limit: $0) } ?? FrameDecoder()))
         try addHandler(MessageToByteHandler(FrameEncoder()))
         try addHandler(IdleStateHandler(readTimeout: heartbeat * 3, writeTimeout: heartbeat))
-        try addHandler(HeartbeatHandler(onReadTimeout: onReadTimeout))
+        try addHandler(HeartbeatHandler(readTimeout: heartbeat * 3, onReadTimeout: onReadTimeout))
     }
 }
 
-/// Turns idle events into heartbeats and timeouts.
+/// Turns idle events into heartbeats and timeouts. The peer is idle only while this side asks to
+/// read: when flow control or the pending budget holds reads back (handlers nearer the tail keep
+/// `read()` from passing here), the peer's frames wait in TCP, unread, and the silence is ours.
 final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias InboundIn = Frame
     typealias InboundOut = Frame
     typealias OutboundIn = Frame
     typealias OutboundOut = Frame
 
+    let readTimeout: TimeAmount
     let onReadTimeout: @Sendable () -> Void
+    /// When the oldest read request that no frame has answered yet passed here; nil while reads
+    /// are held back.
+    private var readingSince: NIODeadline?
 
-    init(onReadTimeout: @escaping @Sendable () -> Void) {
+    init(readTimeout: TimeAmount, onReadTimeout: @escaping @Sendable () -> Void) {
+        self.readTimeout = readTimeout
         self.onReadTimeout = onReadTimeout
+    }
+
+    func read(context: ChannelHandlerContext) {
+        if readingSince == nil { readingSince = .now() }
+        context.read()
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        readingSince = nil
+        context.fireChannelRead(data)
     }
 
     func userInboundEventTriggered(context: ChannelHandlerContext, event: Any) {
@@ -212,6 +229,9 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
             let millis = UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
             context.writeAndFlush(wrapOutboundOut(.heartbeat(unixMillis: millis)), promise: nil)
         case .read:
+            // IdleStateHandler counts from the last frame; what counts here is how long we have
+            // been asking for one (it fires again a timeout later if this is too early).
+            guard let since = readingSince, NIODeadline.now() - since >= readTimeout else { return }
             onReadTimeout()
             context.writeAndFlush(wrapOutboundOut(.error(code: .timeout, message: "nothing received for 3 heartbeat intervals")), promise: nil)
             context.close(promise: nil)
