@@ -249,8 +249,9 @@ actor PairDriver {
         do {
             let batch = try verified.get()
             outcome = .success((try await pool.runIfActive { try Self.apply(batch, to: pair) }, batch))
-            // Applied: the service-wide budget gets the bytes back before the ACK goes out, so a
-            // sender slow to read its ACKs cannot hold it.
+            // Applied: the service-wide budget gets this batch's bytes back before the ACK goes out.
+            // (The next batch, verified meanwhile, and the queued frames keep theirs while the ACK
+            // is written: a sender that never reads its ACKs holds at most its pair's share, §5.)
             for lease in batch.leases { lease.release() }
         } catch {
             outcome = .failure(error)
