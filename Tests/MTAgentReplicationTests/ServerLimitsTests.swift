@@ -1,5 +1,6 @@
 import MTAgentCore
 @testable import MTAgentReplication
+import NIOConcurrencyHelpers
 import NIOCore
 import Logging
 import NIOEmbedded
@@ -289,6 +290,45 @@ struct ServerLimitSettingsTests {
             #expect(digest(pair.bytes) == digest(writer.expected))
             #expect(!server.senderLog.contains("connection lost"), "the master target dropped a sender it had stopped reading")
             await session.close()
+        }
+    }
+
+    /// A peer that keeps sending (heartbeats) but never reads: the master target's answers pile up
+    /// in TCP and its pair's worker waits on them, which would hold the pair, and a failover's stop
+    /// of it, for ever. The connection is closed once nothing could be written for 12 heartbeat
+    /// intervals, and the pair can then be stopped.
+    @Test func aPeerThatNeverReadsIsClosedAndItsPairCanBeStopped() async throws {
+        let size = 64 << 20
+        let store = MemoryStore()
+        store.add("disk-1", size: size)
+        try await withServer(store, heartbeat: .milliseconds(100)) { server in
+            let raw = try await server.raw(receiveBuffer: 4096)
+            try await raw.authenticate()
+            guard case .pairState = try await raw.open(1, pairID: "pair-1", target: "disk-1", sourceSize: UInt64(size)) else {
+                Issue.record("open failed"); return
+            }
+            try await raw.stopReading()
+            // 512 KiB of HASHES per request: far more than the socket buffers hold.
+            for _ in 0..<16 {
+                try await raw.send(.hashRequest(handle: 1, offset: 0, chunkSize: 4096, count: UInt32(size / 4096)))
+            }
+            let heartbeats = Task {
+                while !Task.isCancelled {
+                    do { try await raw.send(.heartbeat(unixMillis: 1)) } catch { return }
+                    try? await Task.sleep(for: .milliseconds(50))
+                }
+            }
+            defer { heartbeats.cancel() }
+            let closed = await eventually(timeout: .seconds(30)) { server.server.admission.current.open == 0 }
+            #expect(closed, "the master target still holds a connection that has read nothing for seconds")
+            #expect(server.log.contains("the sender has read nothing it was sent for 12 heartbeat intervals"))
+            let done = NIOLockedValueBox(false)
+            let stopping = Task {
+                _ = await server.server.stop(group: "g1", code: .failedOver, message: "failed over")
+                done.withLockedValue { $0 = true }
+            }
+            #expect(await eventually(timeout: .seconds(10)) { done.withLockedValue { $0 } }, "stopping the pair waits on the peer that never reads")
+            if done.withLockedValue({ $0 }) { await stopping.value }
         }
     }
 

@@ -505,7 +505,9 @@ final class TestServer: Sendable {
         return SenderSession(configuration: configuration, pairs: pairs, maxUnackedBytes: maxUnackedBytes, logger: senderLog.logger("sender"))
     }
 
-    func raw(from: String? = nil) async throws -> RawClient { try await RawClient.connect(port: port, from: from) }
+    func raw(from: String? = nil, receiveBuffer: Int? = nil) async throws -> RawClient {
+        try await RawClient.connect(port: port, from: from, receiveBuffer: receiveBuffer)
+    }
 }
 
 /// Runs `body` against a fresh server and always shuts it down; the server's own run must end
@@ -601,11 +603,31 @@ actor Inbox {
 }
 
 /// A TLS client that speaks frames but follows no rules: the test decides what it sends.
+/// Next to the socket: while held, no read reaches it, so the peer's frames stay in TCP (a client
+/// that stops reading). Its state lives on the channel's event loop.
+final class ReadGate: ChannelOutboundHandler, @unchecked Sendable {
+    typealias OutboundIn = Any
+    private var held = false
+
+    func read(context: ChannelHandlerContext) {
+        if !held { context.read() }
+    }
+
+    /// Reads nothing more from here on.
+    func hold(on channel: Channel) async throws {
+        try await channel.eventLoop.submit { self.held = true }.get()
+    }
+}
+
 final class RawClient: Sendable {
     let channel: NIOAsyncChannel<Frame, RawOut>
     let inbox = Inbox()
+    let readGate: ReadGate
 
-    private init(channel: NIOAsyncChannel<Frame, RawOut>) { self.channel = channel }
+    private init(channel: NIOAsyncChannel<Frame, RawOut>, readGate: ReadGate) { self.channel = channel; self.readGate = readGate }
+
+    /// Stops reading from the socket for good: the master target's frames pile up in TCP.
+    func stopReading() async throws { try await readGate.hold(on: channel.channel) }
 
     /// NIO requires the writer to be finished before the channel goes: a test that returns early
     /// (or forgets `close()`) must not crash the test process.
@@ -613,23 +635,26 @@ final class RawClient: Sendable {
 
     /// `from`: a local address to connect from (any of 127.0.0.0/8 works on loopback), so one
     /// test can be many peers.
-    static func connect(port: Int, from: String? = nil) async throws -> RawClient {
+    static func connect(port: Int, from: String? = nil, receiveBuffer: Int? = nil) async throws -> RawClient {
         var tls = TLSConfiguration.makeClientConfiguration()
         tls.certificateVerification = .none
         tls.minimumTLSVersion = .tlsv13
         let context = try NIOSSLContext(configuration: tls)
         var bootstrap = ClientBootstrap(group: MultiThreadedEventLoopGroup.singleton)
         if let from { bootstrap = bootstrap.bind(to: try SocketAddress(ipAddress: from, port: 0)) }
+        if let receiveBuffer { bootstrap = bootstrap.channelOption(.socketOption(.so_rcvbuf), value: SocketOptionValue(receiveBuffer)) }
+        let readGate = ReadGate()
         let channel = try await bootstrap
             .connect(host: "127.0.0.1", port: port) { ch in
                 ch.eventLoop.makeCompletedFuture {
+                    try ch.pipeline.syncOperations.addHandler(readGate)
                     try ch.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: context, serverHostname: nil))
                     try ch.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
                     try ch.pipeline.syncOperations.addHandler(RawEncoder())
                     return try NIOAsyncChannel<Frame, RawOut>(wrappingChannelSynchronously: ch)
                 }
             }
-        let client = RawClient(channel: channel)
+        let client = RawClient(channel: channel, readGate: readGate)
         let inbox = client.inbox
         Task {
             do {

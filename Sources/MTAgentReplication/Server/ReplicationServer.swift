@@ -106,7 +106,14 @@ public final class ReplicationServer: Service, Sendable {
                     child.closeFuture.whenComplete { _ in gate.closed() }
                     Self.enforceDeadline(gate, on: child, metrics: metrics, logger: logger)
                     try child.pipeline.syncOperations.addHandler(NIOSSLServerHandler(context: sslContext))
-                    try child.pipeline.syncOperations.addFrameCodec(heartbeat: heartbeat, limit: gate.frameLimit, onReadTimeout: metrics.countTimeout)
+                    let peer = child.remoteAddress.map { Self.describe($0) } ?? "unknown"
+                    try child.pipeline.syncOperations.addFrameCodec(
+                        heartbeat: heartbeat, limit: gate.frameLimit, onReadTimeout: metrics.countTimeout,
+                        onWriteStall: {
+                            metrics.countTimeout()
+                            logger.warning("closing connection: the sender has read nothing it was sent for 12 heartbeat intervals",
+                                           metadata: ["peer": "\(peer)", "limit.name": "write_stall", "limit.value": "\(heartbeat * 12)"])
+                        })
                     try child.pipeline.syncOperations.addHandler(PendingBudgetHandler(budget: pendingBudget))
                     return .connection(try NIOAsyncChannel<ReceivedFrame, Frame>(
                         wrappingChannelSynchronously: child,
@@ -176,14 +183,17 @@ public final class ReplicationServer: Service, Sendable {
 
 extension ChannelPipeline.SynchronousOperations {
     /// Frame decoder and encoder, plus heartbeats: a HEARTBEAT after `heartbeat` without writing,
-    /// and an ERROR timeout + close after 3 × `heartbeat` without reading (`onReadTimeout` is
-    /// called then).
+    /// an ERROR timeout + close after 3 × `heartbeat` without reading while asking to read, and a
+    /// close when the peer has taken nothing for 12 × `heartbeat` (`onReadTimeout`, `onWriteStall`
+    /// are called then).
     /// `limit`, when given, is the decoder's maximum frame length, read at each header.
-    public func addFrameCodec(heartbeat: TimeAmount, limit: FrameLengthLimit? = nil, onReadTimeout: @escaping @Sendable () -> Void = {}) throws {
+    public func addFrameCodec(heartbeat: TimeAmount, limit: FrameLengthLimit? = nil, onReadTimeout: @escaping @Sendable () -> Void = {},
+                              onWriteStall: @escaping @Sendable () -> Void = {}) throws {
         try addHandler(ByteToMessageHandler(limit.map { FrameDecoder(limit: $0) } ?? FrameDecoder()))
         try addHandler(MessageToByteHandler(FrameEncoder()))
         try addHandler(IdleStateHandler(readTimeout: heartbeat * 3, writeTimeout: heartbeat))
-        try addHandler(HeartbeatHandler(readTimeout: heartbeat * 3, onReadTimeout: onReadTimeout))
+        try addHandler(HeartbeatHandler(readTimeout: heartbeat * 3, writeStall: heartbeat * 12, onReadTimeout: onReadTimeout,
+                                        onWriteStall: onWriteStall))
     }
 }
 
@@ -197,14 +207,30 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
     typealias OutboundOut = Frame
 
     let readTimeout: TimeAmount
+    /// How long the channel may stay unwritable: a peer that takes nothing we send (its ACKs,
+    /// HASHES) would otherwise hold its pairs' workers, and a failover's stop of them, for ever.
+    /// Long enough for a 2 MiB HASHES frame on a slow link, which keeps the channel unwritable
+    /// until it is all sent.
+    let writeStall: TimeAmount
     let onReadTimeout: @Sendable () -> Void
+    let onWriteStall: @Sendable () -> Void
     /// When the oldest read request that no frame has answered yet passed here; nil while reads
     /// are held back.
     private var readingSince: NIODeadline?
+    /// Since when the channel has been unwritable; nil while writable.
+    private var unwritableSince: NIODeadline?
 
-    init(readTimeout: TimeAmount, onReadTimeout: @escaping @Sendable () -> Void) {
+    init(readTimeout: TimeAmount, writeStall: TimeAmount, onReadTimeout: @escaping @Sendable () -> Void,
+         onWriteStall: @escaping @Sendable () -> Void) {
         self.readTimeout = readTimeout
+        self.writeStall = writeStall
         self.onReadTimeout = onReadTimeout
+        self.onWriteStall = onWriteStall
+    }
+
+    func channelWritabilityChanged(context: ChannelHandlerContext) {
+        unwritableSince = context.channel.isWritable ? nil : (unwritableSince ?? .now())
+        context.fireChannelWritabilityChanged()
     }
 
     func read(context: ChannelHandlerContext) {
@@ -224,6 +250,13 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
         }
         switch idle {
         case .write:
+            // Nothing passes to be written while the channel is unwritable, so this fires every
+            // interval then.
+            if let since = unwritableSince, NIODeadline.now() - since >= writeStall {
+                onWriteStall()
+                context.close(promise: nil)  // no ERROR: the peer reads nothing
+                return
+            }
             var now = timespec()
             clock_gettime(CLOCK_REALTIME, &now)
             let millis = UInt64(now.tv_sec) * 1000 + UInt64(now.tv_nsec) / 1_000_000
