@@ -109,7 +109,7 @@ public final class ReplicationServer: Service, Sendable {
                     let peer = child.remoteAddress.map { Self.describe($0) } ?? "unknown"
                     try child.pipeline.syncOperations.addFrameCodec(
                         heartbeat: heartbeat, limit: gate.frameLimit, onReadTimeout: metrics.countTimeout,
-                        onWriteStall: {
+                        writeStall: heartbeat * 12, onWriteStall: {
                             metrics.countTimeout()
                             logger.warning("closing connection: the sender has read nothing it was sent for 12 heartbeat intervals",
                                            metadata: ["peer": "\(peer)", "limit.name": "write_stall", "limit.value": "\(heartbeat * 12)"])
@@ -183,16 +183,17 @@ public final class ReplicationServer: Service, Sendable {
 
 extension ChannelPipeline.SynchronousOperations {
     /// Frame decoder and encoder, plus heartbeats: a HEARTBEAT after `heartbeat` without writing,
-    /// an ERROR timeout + close after 3 × `heartbeat` without reading while asking to read, and a
-    /// close when the peer has taken nothing for 12 × `heartbeat` (`onReadTimeout`, `onWriteStall`
-    /// are called then).
+    /// an ERROR timeout + close after 3 × `heartbeat` without reading while asking to read, and,
+    /// with `writeStall`, a close when the peer has taken nothing for that long (`onReadTimeout`,
+    /// `onWriteStall` are called then). The master target sets it; a sender does not, since an MT
+    /// that holds back its reads for a slow disk is not a peer to give up on.
     /// `limit`, when given, is the decoder's maximum frame length, read at each header.
     public func addFrameCodec(heartbeat: TimeAmount, limit: FrameLengthLimit? = nil, onReadTimeout: @escaping @Sendable () -> Void = {},
-                              onWriteStall: @escaping @Sendable () -> Void = {}) throws {
+                              writeStall: TimeAmount? = nil, onWriteStall: @escaping @Sendable () -> Void = {}) throws {
         try addHandler(ByteToMessageHandler(limit.map { FrameDecoder(limit: $0) } ?? FrameDecoder()))
         try addHandler(MessageToByteHandler(FrameEncoder()))
         try addHandler(IdleStateHandler(readTimeout: heartbeat * 3, writeTimeout: heartbeat))
-        try addHandler(HeartbeatHandler(readTimeout: heartbeat * 3, writeStall: heartbeat * 12, onReadTimeout: onReadTimeout,
+        try addHandler(HeartbeatHandler(readTimeout: heartbeat * 3, writeStall: writeStall, onReadTimeout: onReadTimeout,
                                         onWriteStall: onWriteStall))
     }
 }
@@ -211,7 +212,7 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// HASHES) would otherwise hold its pairs' workers, and a failover's stop of them, for ever.
     /// Long enough for a 2 MiB HASHES frame on a slow link, which keeps the channel unwritable
     /// until it is all sent.
-    let writeStall: TimeAmount
+    let writeStall: TimeAmount?
     let onReadTimeout: @Sendable () -> Void
     let onWriteStall: @Sendable () -> Void
     /// When the oldest read request that no frame has answered yet passed here; nil while reads
@@ -220,7 +221,7 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
     /// Since when the channel has been unwritable; nil while writable.
     private var unwritableSince: NIODeadline?
 
-    init(readTimeout: TimeAmount, writeStall: TimeAmount, onReadTimeout: @escaping @Sendable () -> Void,
+    init(readTimeout: TimeAmount, writeStall: TimeAmount?, onReadTimeout: @escaping @Sendable () -> Void,
          onWriteStall: @escaping @Sendable () -> Void) {
         self.readTimeout = readTimeout
         self.writeStall = writeStall
@@ -252,7 +253,7 @@ final class HeartbeatHandler: ChannelDuplexHandler, RemovableChannelHandler {
         case .write:
             // Nothing passes to be written while the channel is unwritable, so this fires every
             // interval then.
-            if let since = unwritableSince, NIODeadline.now() - since >= writeStall {
+            if let writeStall, let since = unwritableSince, NIODeadline.now() - since >= writeStall {
                 onWriteStall()
                 context.close(promise: nil)  // no ERROR: the peer reads nothing
                 return
